@@ -1,0 +1,120 @@
+"""SEPG-Net losses: PABA (paper eq. 7-8), the cross-centre loss of the ablation, and the eq. 9 total."""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from sepgzoo.models.sepg import TrainOutput
+
+
+def pairwise_distance(x: Tensor, y: Tensor, eps: float = 1e-12) -> Tensor:
+    """Euclidean distances [..., Nx, Ny] between the rows of x [..., Nx, D] and y [..., Ny, D].
+
+    The square root is taken of a clamped value so that a zero distance has a finite gradient.
+    """
+    sq = (x * x).sum(-1, keepdim=True) + (y * y).sum(-1).unsqueeze(-2) - 2 * x @ y.transpose(-1, -2)
+    return sq.clamp_min(eps).sqrt()
+
+
+def identity_centres(parts: Tensor, labels: Tensor, ids: Tensor) -> Tensor:
+    """Mean feature of each identity in `ids`: parts [N, B, D], labels [B] -> [N, len(ids), D]."""
+    member = (ids[:, None] == labels[None, :]).to(parts.dtype)  # [P, B]
+    weights = member / member.sum(dim=1, keepdim=True)
+    return torch.matmul(weights, parts)
+
+
+def _shared_ids(labels_a: Tensor, labels_b: Tensor) -> Tensor:
+    ids_a = torch.unique(labels_a)
+    return ids_a[torch.isin(ids_a, labels_b)]
+
+
+def _paba_one_direction(parts_a: Tensor, parts_b: Tensor, labels_a: Tensor, labels_b: Tensor, margin: float) -> Tensor:
+    """Eq. 7 for every part at once, anchors from modality a, samples from modality b; summed over parts."""
+    ids = _shared_ids(labels_a, labels_b)
+    if ids.numel() == 0:
+        return parts_a.sum() * 0.0
+    anchors = identity_centres(parts_a, labels_a, ids)  # [N, P, D]
+    dist = pairwise_distance(anchors, parts_b)  # [N, P, Bb]
+    same = ids[:, None] == labels_b[None, :]  # [P, Bb]
+    hardest_positive = dist.masked_fill(~same, float("-inf")).amax(dim=-1)  # [N, P]
+    hardest_negative = dist.masked_fill(same, float("inf")).amin(dim=-1)
+    # An identity with no other identity in modality b gets an infinite negative distance: its hinge is 0.
+    hinge = F.relu(hardest_positive - hardest_negative + margin)
+    return hinge.mean(dim=-1).sum()
+
+
+def paba_loss(parts_a: Tensor, parts_b: Tensor, labels_a: Tensor, labels_b: Tensor, margin: float = 0.5) -> Tensor:
+    """Pseudo Anchor-guided Bidirectional Aggregation loss, paper eq. 7-8.
+
+    For each part i and each identity p present in both modalities: the pseudo-anchor is the mean of
+    p's modality-a part-i features; the positive term is the largest Euclidean distance from it to
+    p's modality-b features, the negative term the smallest distance to other identities'
+    modality-b features; hinge(pos - neg + margin). Mean over identities, sum over parts, both
+    directions (a -> b and b -> a).
+
+    Args:
+        parts_a: [N_parts, B_a, D] features of modality a (L2-normalised in SEPG-Net).
+        parts_b: [N_parts, B_b, D] features of modality b.
+        labels_a: [B_a] identity labels.
+        labels_b: [B_b] identity labels.
+        margin: hinge margin (0.5 in the paper).
+
+    Example:
+        >>> loss = paba_loss(out.part_embeddings[:, :nv], out.part_embeddings[:, nv:], y_vis, y_ir)
+    """
+    return _paba_one_direction(parts_a, parts_b, labels_a, labels_b, margin) + _paba_one_direction(
+        parts_b, parts_a, labels_b, labels_a, margin
+    )
+
+
+def cross_centre_loss(parts_a: Tensor, parts_b: Tensor, labels_a: Tensor, labels_b: Tensor) -> Tensor:
+    """Hetero-centre loss (Zhu et al. 2020, the paper's "+CC" ablation row): squared distance between an
+    identity's visible and infrared centres, mean over identities present in both, summed over parts."""
+    ids = _shared_ids(labels_a, labels_b)
+    if ids.numel() == 0:
+        return parts_a.sum() * 0.0
+    gap = identity_centres(parts_a, labels_a, ids) - identity_centres(parts_b, labels_b, ids)
+    return (gap * gap).sum(-1).mean(-1).sum()
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of eq. 9 (lambda1, lambda2, lambda3) plus the optional cross-centre term."""
+
+    id_specific: float = 1.0
+    paba: float = 2.5
+    id_parts: float = 1.0
+    cross_centre: float = 0.0
+    margin: float = 0.5
+    label_smoothing: float = 0.0
+
+
+def sepg_loss(out: TrainOutput, labels_visible: Tensor, labels_infrared: Tensor, weights: LossWeights) -> dict[str, Tensor]:
+    """Eq. 9: lambda1 * ID(specific) + lambda2 * PABA + lambda3 * sum of part ID losses (+ cross-centre).
+
+    Returns the weighted named terms and their sum under "total"; a term whose weight is 0 is not computed.
+    """
+    labels = torch.cat([labels_visible, labels_infrared])
+    nv = out.num_visible
+    parts_vis, parts_ir = out.part_embeddings[:, :nv], out.part_embeddings[:, nv:]
+    terms: dict[str, Tensor] = {}
+    if weights.id_specific:
+        terms["id_specific"] = weights.id_specific * F.cross_entropy(
+            out.global_logits, labels, label_smoothing=weights.label_smoothing
+        )
+    if weights.id_parts:
+        part_logits = out.part_logits.flatten(0, 1)
+        part_ce = F.cross_entropy(
+            part_logits, labels.repeat(out.part_logits.shape[0]), label_smoothing=weights.label_smoothing
+        )
+        terms["id_parts"] = weights.id_parts * part_ce * out.part_logits.shape[0]  # sum over parts of per-part means
+    if weights.paba:
+        terms["paba"] = weights.paba * paba_loss(parts_vis, parts_ir, labels_visible, labels_infrared, weights.margin)
+    if weights.cross_centre:
+        terms["cross_centre"] = weights.cross_centre * cross_centre_loss(
+            parts_vis, parts_ir, labels_visible, labels_infrared
+        )
+    terms["total"] = torch.stack(list(terms.values())).sum()
+    return terms

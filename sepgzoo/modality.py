@@ -1,0 +1,29 @@
+"""The two modalities, spelled `visible` and `infrared` everywhere a user can see them."""
+
+from enum import Enum
+
+
+class Modality(str, Enum):
+    VISIBLE = "visible"
+    INFRARED = "infrared"
+
+
+ALIASES = {
+    "visible": Modality.VISIBLE,
+    "vis": Modality.VISIBLE,
+    "rgb": Modality.VISIBLE,
+    "infrared": Modality.INFRARED,
+    "ir": Modality.INFRARED,
+    "nir": Modality.INFRARED,
+    "thermal": Modality.INFRARED,
+}
+
+
+def as_modality(value: "str | Modality") -> Modality:
+    """Parse a modality name; short forms (vis, rgb, ir, nir, thermal) are accepted as aliases."""
+    if isinstance(value, Modality):
+        return value
+    try:
+        return ALIASES[str(value).lower()]
+    except KeyError:
+        raise ValueError(f"unknown modality {value!r}: expected 'visible' or 'infrared'") from None

@@ -1,0 +1,197 @@
+"""SEPG-Net: SEG on visible images, a shared trunk, modality-specific last stages, part-based head (paper II)."""
+
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from sepgzoo.modality import Modality, as_modality
+from sepgzoo.models.layers import Bottleneck, l2_normalise, spatial_attention
+from sepgzoo.models.split import create_backbone, duplicate, split_backbone
+from sepgzoo.seg import SegImpl, SpectralEnhance
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+MODALITIES = (Modality.VISIBLE.value, Modality.INFRARED.value)
+
+
+class TrainOutput(NamedTuple):
+    """What the losses need from one training step; rows are the visible images first, then the infrared ones.
+
+    Attributes:
+        global_logits: [B_vis + B_ir, classes], ID logits of the modality-specific branch.
+        part_logits: [parts, B_vis + B_ir, classes], ID logits per horizontal part.
+        part_embeddings: [parts, B_vis + B_ir, part_dim], L2-normalised part features (PABA works on these).
+        num_visible: B_vis, where the infrared rows start.
+    """
+
+    global_logits: Tensor
+    part_logits: Tensor
+    part_embeddings: Tensor
+    num_visible: int
+
+
+def stripe_pool(x: Tensor, parts: int) -> Tensor:
+    """Average-pool a [B, C, H, W] map into `parts` horizontal stripes -> [B, parts, C].
+
+    Same windows as adaptive_avg_pool2d(x, (parts, 1)), written as one MatMul with a constant
+    pooling matrix so the exported graph has no shape arithmetic.
+    """
+    height = x.shape[-2]
+    rows = torch.arange(height, device=x.device)
+    starts = torch.tensor([(i * height) // parts for i in range(parts)], device=x.device)
+    ends = torch.tensor([-((-(i + 1) * height) // parts) for i in range(parts)], device=x.device)
+    window = (rows[None, :] >= starts[:, None]) & (rows[None, :] < ends[:, None])
+    pool = window.to(x.dtype) / (ends - starts).to(x.dtype)[:, None]  # [parts, H]
+    return torch.matmul(pool, x.mean(dim=-1).transpose(1, 2))  # [parts, H] @ [B, H, C]
+
+
+def _resolve_pretrained(pretrained: bool | str | Path | None) -> tuple[bool, str | None]:
+    """(use timm's ImageNet weights, local weights file) from a recipe-style `pretrained` value."""
+    if pretrained in (None, False, "none", ""):
+        return False, None
+    if pretrained is True or pretrained == "imagenet":
+        return True, None
+    return False, str(pretrained)
+
+
+class SEPGNet(nn.Module):
+    """SEPG-Net on any supported timm CNN.
+
+    Inputs are RGB float images in [0, 1] (infrared as 3-channel grey), [B, 3, H, W]; the model
+    applies SEG to visible images and the mean/std normalisation itself.
+
+    Eval mode: `model(x, modality="visible" | "infrared")` -> embedding [B, parts * part_dim], the
+    concatenation of the L2-normalised part features.
+    Train mode: `model((visible, infrared))` -> `TrainOutput`.
+
+    Args:
+        backbone: timm model name (ResNet/ResNeXt, ConvNeXt, EfficientNet, MobileNetV3, RegNet).
+        num_classes: training identities; 0 builds an inference-only model without classifiers.
+        pretrained: backbone weights: False/"none", True/"imagenet" (timm's), or a local weights file.
+        split_at: last shared stage, an index into the backbone's feature_info (-2: all but the last).
+        parts: number of horizontal parts N.
+        part_dim: bottleneck width of each part (and of the global branch).
+        dropout: dropout after each bottleneck BN (training only).
+        seg: apply SEG to visible images (False is the ablation baseline).
+        seg_impl: "fft" (any size) or "matmul" (fixed `input_size`, exportable).
+        input_size: (H, W) the model is trained and exported at.
+        mean, std: input normalisation, shared by both modalities.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "resnet50",
+        num_classes: int = 0,
+        pretrained: bool | str | Path | None = False,
+        split_at: int = -2,
+        parts: int = 12,
+        part_dim: int = 512,
+        dropout: float = 0.5,
+        seg: bool = True,
+        seg_impl: SegImpl = "fft",
+        input_size: tuple[int, int] = (288, 144),
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+    ) -> None:
+        super().__init__()
+        use_imagenet, weights_file = _resolve_pretrained(pretrained)
+        base = create_backbone(backbone, pretrained=use_imagenet, file=weights_file)
+        trunk, specific, self.stage_spec = split_backbone(base, split_at)
+        self.backbone_name = backbone
+        self.num_classes = num_classes
+        self.parts = parts
+        self.part_dim = part_dim
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.num_features = parts * part_dim
+        self.seg = SpectralEnhance(self.input_size, seg_impl) if seg else None
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.trunk = trunk
+        self.specific = duplicate(specific, MODALITIES)
+        self.global_head = duplicate(
+            Bottleneck(self.stage_spec.specific_channels, part_dim, num_classes, dropout), MODALITIES
+        )
+        self.part_heads = nn.ModuleList(
+            Bottleneck(self.stage_spec.shared_channels, part_dim, num_classes, dropout) for _ in range(parts)
+        )
+        self.pretrained_cfg = dict(
+            backbone=backbone, input_size=(3, *self.input_size), mean=tuple(mean), std=tuple(std),
+            embedding_dim=self.num_features, seg=seg,
+        )
+
+    # -- input -------------------------------------------------------------------------------------------------
+    def prepare(self, x: Tensor, modality: Modality) -> Tensor:
+        """SEG for visible images (when enabled), then mean/std normalisation. Never modifies x in place."""
+        if modality is Modality.VISIBLE and self.seg is not None:
+            x = self.seg(x)
+        return (x - self.mean) / self.std
+
+    # -- features ----------------------------------------------------------------------------------------------
+    def forward_features(self, x: Tensor, modality: str | Modality) -> tuple[Tensor, Tensor]:
+        """(shared feature map, modality-specific feature map) of one modality's batch."""
+        modality = as_modality(modality)
+        shared = self.trunk(self.prepare(x, modality))
+        return shared, self.specific[modality.value](shared)
+
+    def _parts(self, shared: Tensor, specific: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Part features [parts, B, part_dim] and part logits [parts, B, classes] (None without classes)."""
+        weighted = shared * spatial_attention(specific, shared.shape[-2:])
+        stripes = stripe_pool(weighted, self.parts)  # [B, parts, C]
+        outputs = [head(stripes[:, i]) for i, head in enumerate(self.part_heads)]
+        features = torch.stack([f for f, _ in outputs])
+        logits = torch.stack([lg for _, lg in outputs]) if self.num_classes > 0 else None
+        return features, logits
+
+    def forward_head(self, shared: Tensor, specific: Tensor) -> Tensor:
+        """Eval embedding: the L2-normalised part features, concatenated -> [B, parts * part_dim]."""
+        features, _ = self._parts(shared, specific)
+        return l2_normalise(features).permute(1, 0, 2).reshape(shared.shape[0], self.num_features)
+
+    # -- forward -----------------------------------------------------------------------------------------------
+    def forward(self, x: Tensor | tuple[Tensor, Tensor], modality: str | Modality | None = None):
+        if self.training:
+            if not isinstance(x, (tuple, list)) or len(x) != 2:
+                raise ValueError("in training mode SEPGNet takes a (visible, infrared) pair of batches")
+            return self.forward_train(*x)
+        if modality is None:
+            raise ValueError("in eval mode SEPGNet needs modality='visible' or 'infrared'")
+        return self.forward_head(*self.forward_features(x, modality))
+
+    def forward_train(self, visible: Tensor, infrared: Tensor) -> TrainOutput:
+        """Both modalities through the shared trunk in one pass (eq. 5-6), then per-modality stages and heads."""
+        if self.num_classes <= 0:
+            raise ValueError("training needs a model built with num_classes > 0")
+        num_visible = visible.shape[0]
+        joint = torch.cat([self.prepare(visible, Modality.VISIBLE), self.prepare(infrared, Modality.INFRARED)])
+        shared_vis, shared_ir = self.trunk(joint).split([num_visible, infrared.shape[0]])
+        global_logits, part_features, part_logits = [], [], []
+        for name, shared in zip(MODALITIES, (shared_vis, shared_ir)):
+            specific = self.specific[name](shared)
+            _, logits = self.global_head[name](specific.mean(dim=(-2, -1)))
+            features, plogits = self._parts(shared, specific)
+            global_logits.append(logits)
+            part_features.append(features)
+            part_logits.append(plogits)
+        return TrainOutput(
+            global_logits=torch.cat(global_logits),
+            part_logits=torch.cat(part_logits, dim=1),
+            part_embeddings=l2_normalise(torch.cat(part_features, dim=1)),
+            num_visible=num_visible,
+        )
+
+    # -- timm-style contract -------------------------------------------------------------------------------------
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace every ID classifier (0 removes them)."""
+        self.num_classes = num_classes
+        for head in [*self.global_head.values(), *self.part_heads]:
+            head.reset_classifier(num_classes)
+
+    def backbone_parameters(self) -> list[nn.Parameter]:
+        """Parameters that come from the timm backbone (the trunk and the specific stages)."""
+        return [*self.trunk.parameters(), *self.specific.parameters()]
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the bottlenecks and classifiers (trained from scratch)."""
+        return [*self.global_head.parameters(), *self.part_heads.parameters()]

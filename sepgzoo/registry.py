@@ -1,0 +1,52 @@
+"""timm-style model registry: `register_model`, `create_model`, `list_models`, `is_model`."""
+
+import fnmatch
+from collections.abc import Callable
+
+from torch import nn
+
+from sepgzoo.errors import UserError
+
+_MODELS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Register a model entrypoint under its function name."""
+    _MODELS[fn.__name__] = fn
+    return fn
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Sorted registered model names matching a shell-style pattern, e.g. `list_models("sepg_*")`."""
+    _load_entrypoints()
+    return sorted(name for name in _MODELS if fnmatch.fnmatch(name, pattern))
+
+
+def is_model(name: str) -> bool:
+    _load_entrypoints()
+    return name.split(".")[0] in _MODELS
+
+
+def create_model(name: str, pretrained: bool | str = False, **kwargs) -> nn.Module:
+    """Build a registered model. `None` keyword values mean "the model's own default" and are dropped.
+
+    Args:
+        name: a registered name (`sepg_resnet50`, `sepg`, `test_sepg`), optionally with a weights tag.
+        pretrained: backbone weights: False, True / "imagenet" (timm's), or a local weights file.
+        kwargs: model arguments, e.g. `num_classes=395`, `backbone="convnext_tiny"`, `parts=6`.
+
+    Example:
+        >>> model = create_model("sepg", backbone="resnet50", num_classes=395, pretrained="imagenet")
+    """
+    _load_entrypoints()
+    arch, _, tag = name.partition(".")
+    if arch not in _MODELS:
+        raise UserError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+    if tag:
+        raise UserError(f"no released weights named {name!r}")
+    kwargs = {key: value for key, value in kwargs.items() if value is not None}
+    return _MODELS[arch](pretrained=pretrained, **kwargs)
+
+
+def _load_entrypoints() -> None:
+    import sepgzoo.models  # noqa: F401  (registers the entrypoints)
