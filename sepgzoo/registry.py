@@ -45,7 +45,11 @@ def create_model(name: str, pretrained: bool | str = False, **kwargs) -> nn.Modu
     if tag:
         raise UserError(f"no released weights named {name!r}")
     kwargs = {key: value for key, value in kwargs.items() if value is not None}
-    return _MODELS[arch](pretrained=pretrained, **kwargs)
+    model = _MODELS[arch](pretrained=pretrained, **kwargs)
+    # What rebuilds the same architecture from a checkpoint (backbone weights are not needed for that).
+    model.model_name = arch
+    model.model_args = kwargs
+    return model
 
 
 def _load_entrypoints() -> None:

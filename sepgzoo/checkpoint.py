@@ -1,0 +1,110 @@
+"""Model files: `model.safetensors` (weights) + `model.json` (how to rebuild the model, and what it is).
+
+`model.json` holds at least `model` (registered name), `model_args` (its keyword arguments) and
+`format` (`sepgzoo-model/1`); training adds the recipe, epoch, world size, metrics and versions.
+"""
+
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+from torch import nn
+
+from sepgzoo.atomic import atomic_path, write_json
+from sepgzoo.errors import UserError
+from sepgzoo.registry import create_model
+
+FORMAT = "sepgzoo-model/1"
+WEIGHTS_NAME = "model.safetensors"
+META_NAME = "model.json"
+
+
+def versions() -> dict[str, str]:
+    """Versions of what produced a file, for model.json and export sidecars."""
+    import timm
+
+    import sepgzoo
+
+    return {"sepgzoo": sepgzoo.__version__, "torch": torch.__version__, "timm": timm.__version__,
+            "python": platform.python_version()}
+
+
+def save_model(directory: str | Path, model: nn.Module, **meta: Any) -> Path:
+    """Atomically write `model.safetensors` and `model.json` into `directory`; returns the weights path.
+
+    Example:
+        >>> save_model("runs/demo", model, recipe=recipe_dict, epoch=12)
+    """
+    directory = Path(directory)
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    with atomic_path(directory / WEIGHTS_NAME) as tmp:
+        safetensors.torch.save_file(state, str(tmp))
+    info = {"format": FORMAT, "model": model.model_name, "model_args": _jsonable(model.model_args),
+            "num_classes": model.num_classes, "embedding_dim": model.num_features,
+            "input_size": list(model.input_size), "versions": versions(), **meta}
+    write_json(directory / META_NAME, info)
+    return directory / WEIGHTS_NAME
+
+
+def _jsonable(args: dict[str, Any]) -> dict[str, Any]:
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in args.items()}
+
+
+def resolve_model_files(path: str | Path) -> tuple[Path, Path]:
+    """(weights, meta) paths for a run directory, a `model.safetensors` or a `model.json`."""
+    path = Path(path)
+    directory = path if path.is_dir() else path.parent
+    weights, meta = directory / WEIGHTS_NAME, directory / META_NAME
+    for required in (weights, meta):
+        if not required.is_file():
+            raise UserError(f"{required} not found: a sepgzoo model needs {WEIGHTS_NAME} and {META_NAME} in {directory}")
+    return weights, meta
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The parsed `model.json` of a model directory or file."""
+    _, meta_path = resolve_model_files(path)
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as err:
+        raise UserError(f"{meta_path} is not valid JSON ({err}); expected a sepgzoo model.json") from err
+    if meta.get("format") != FORMAT:
+        raise UserError(f"{meta_path} has format {meta.get('format')!r}, expected {FORMAT!r}: not a sepgzoo model file")
+    return meta
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu", **overrides: Any) -> tuple[nn.Module, dict]:
+    """Rebuild a model from `model.json` and load `model.safetensors` strictly; returns (model in eval mode, meta).
+
+    Args:
+        path: run directory, `model.safetensors` or `model.json`.
+        device: where to put the model.
+        overrides: model arguments that change nothing in the weights (e.g. `seg_impl="matmul"`).
+    """
+    weights_path, _ = resolve_model_files(path)
+    meta = read_meta(path)
+    args = {**meta["model_args"], **overrides}
+    if "input_size" in args:
+        args["input_size"] = tuple(args["input_size"])
+    model = create_model(meta["model"], **args)
+    try:
+        state = safetensors.torch.load_file(str(weights_path))
+    except Exception as err:  # safetensors raises its own error types for truncated or foreign files
+        raise UserError(f"{weights_path} is not a readable safetensors file: {err}") from err
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise UserError(
+            f"{weights_path} does not fit model {meta['model']} {args} built from {META_NAME}: {str(err)[:500]}"
+        ) from err
+    return model.to(device).eval(), meta
+
+
+def save_torch(path: str | Path, obj: Any) -> None:
+    """Atomically torch.save an object (e.g. the full training state, `last.pt`)."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
