@@ -1,10 +1,44 @@
-"""sepgzoo: SEPG-Net for visible-infrared person re-identification (train, evaluate, export)."""
+"""sepgzoo: SEPG-Net for visible-infrared person re-identification (train, evaluate, export).
 
-from sepgzoo import losses, seg
-from sepgzoo.modality import Modality
-from sepgzoo.models import SEPGNet, TrainOutput
-from sepgzoo.registry import create_model, is_model, list_models
+The public names are imported on first use (module `__getattr__`), so torch-free submodules such as
+`sepgzoo.runtime` can be imported on machines without PyTorch.
+"""
+
+import importlib
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+
+# public name -> (module, attribute or None for the module itself)
+_LAZY = {
+    "Modality": ("sepgzoo.modality", "Modality"),
+    "SEPGNet": ("sepgzoo.models", "SEPGNet"),
+    "TrainOutput": ("sepgzoo.models", "TrainOutput"),
+    "create_model": ("sepgzoo.registry", "create_model"),
+    "is_model": ("sepgzoo.registry", "is_model"),
+    "list_models": ("sepgzoo.registry", "list_models"),
+    "losses": ("sepgzoo.losses", None),
+    "seg": ("sepgzoo.seg", None),
+}
 
 __all__ = ["Modality", "SEPGNet", "TrainOutput", "create_model", "is_model", "list_models", "losses", "seg"]
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
+    from sepgzoo import losses, seg
+    from sepgzoo.models import SEPGNet, TrainOutput
+    from sepgzoo.modality import Modality
+    from sepgzoo.registry import create_model, is_model, list_models
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'sepgzoo' has no attribute {name!r}")
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -57,6 +57,8 @@ def _jsonable(args: dict[str, Any]) -> dict[str, Any]:
 def resolve_model_files(path: str | Path) -> tuple[Path, Path]:
     """(weights, meta) paths for a run directory, a `model.safetensors` or a `model.json`."""
     path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path} does not exist; expected a run folder or its {WEIGHTS_NAME}")
     directory = path if path.is_dir() else path.parent
     weights, meta = directory / WEIGHTS_NAME, directory / META_NAME
     for required in (weights, meta):

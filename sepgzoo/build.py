@@ -1,0 +1,116 @@
+"""Recipe sections -> objects: the data set (generating the synthetic one on first use), the model, the loader."""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from sepgzoo.config import DataCfg, ModelCfg
+from sepgzoo.data.datasets import INFRARED, VISIBLE, Sample, build_dataset
+from sepgzoo.data.sampler import CrossModalitySampler
+from sepgzoo.data.synthetic import write_synthetic
+from sepgzoo.data.torchdata import CrossModalityDataset
+from sepgzoo.data.transforms import build_train_transform
+from sepgzoo.distributed import DistInfo
+from sepgzoo.errors import UserError
+from sepgzoo.registry import create_model
+
+
+def cache_dir() -> Path:
+    """sepgzoo's cache folder: $SEPGZOO_CACHE, else ~/.cache/sepgzoo."""
+    return Path(os.environ.get("SEPGZOO_CACHE", Path.home() / ".cache" / "sepgzoo"))
+
+
+def synthetic_root(cfg: DataCfg, seed: int = 0) -> Path:
+    """Where the synthetic data set of this recipe lives (generated there on first use, atomically)."""
+    root = Path(cfg.root) if cfg.root else cache_dir() / "synthetic" / f"sysu-ids{cfg.synthetic_ids}-seed{seed}"
+    if not (root / "exp").is_dir():
+        root.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}."))
+        try:
+            write_synthetic("sysu", staging / "data", ids=cfg.synthetic_ids, seed=seed)
+            if not (root / "exp").is_dir():  # another process may have finished first
+                shutil.rmtree(root, ignore_errors=True)
+                os.replace(staging / "data", root)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return root
+
+
+def dataset_root(cfg: DataCfg) -> Path:
+    """The data set root of a recipe, with a clear error when it is missing."""
+    if cfg.dataset == "synthetic":
+        return synthetic_root(cfg)
+    if not cfg.root:
+        raise UserError(f"data.root is not set: pass --set data.root=/path/to/{cfg.dataset} (see README, Datasets)")
+    root = Path(cfg.root)
+    if not root.is_dir():
+        raise UserError(f"data.root {root} does not exist or is not a folder; expected the {cfg.dataset} data set root")
+    return root
+
+
+def open_dataset(cfg: DataCfg):
+    """The parsed data set of a recipe (synthetic data is read as SYSU-MM01)."""
+    name = "sysu" if cfg.dataset == "synthetic" else cfg.dataset
+    options = {"trial": cfg.trial} if name == "regdb" else {}
+    return build_dataset(name, dataset_root(cfg), **options)
+
+
+def split_validation(train: list[Sample], val_ids: int) -> tuple[list[Sample], list[Sample]]:
+    """Hold out the last `val_ids` training identities as a validation split; relabel the rest 0..C-1."""
+    if val_ids <= 0:
+        return train, []
+    pids = sorted({s.pid for s in train})
+    if val_ids >= len(pids) - 1:
+        raise UserError(f"data.val_ids={val_ids} leaves no training identities (the data set has {len(pids)})")
+    held = set(pids[-val_ids:])
+    keep = [s for s in train if s.pid not in held]
+    relabel = {pid: i for i, pid in enumerate(sorted({s.pid for s in keep}))}
+    return [Sample(s.path, relabel[s.pid], s.camid, s.modality) for s in keep], [s for s in train if s.pid in held]
+
+
+def num_classes(train: list[Sample]) -> int:
+    return len({s.pid for s in train})
+
+
+def build_model(cfg: ModelCfg, classes: int, input_size: tuple[int, int]) -> torch.nn.Module:
+    """The recipe's model; `pretrained: imagenet` lets timm fetch or read its cache, with a clear error otherwise."""
+    kwargs = dict(num_classes=classes, split_at=cfg.split_at, parts=cfg.parts, part_dim=cfg.part_dim,
+                  dropout=cfg.dropout, seg=cfg.seg, seg_impl=cfg.seg_impl, input_size=input_size)
+    if cfg.name == "sepg":
+        kwargs["backbone"] = cfg.backbone
+    pretrained = cfg.pretrained
+    if pretrained not in ("imagenet", "none") and not Path(pretrained).is_file():
+        raise UserError(f"model.pretrained = {pretrained!r}: expected imagenet, none, or an existing weights file")
+    try:
+        return create_model(cfg.name, pretrained=pretrained, **kwargs)
+    except UserError:
+        raise
+    except Exception as err:  # network / hub cache errors come in many types
+        if pretrained != "imagenet":
+            raise
+        raise UserError(
+            f"could not get timm's ImageNet weights for backbone {cfg.backbone!r} (no internet and not in the "
+            f"timm/Hugging Face cache?): {err}. Set model.pretrained to a local weights file or to none."
+        ) from err
+
+
+def build_train_loader(cfg: DataCfg, train: list[Sample], seed: int, dist_info: DistInfo,
+                       steps_per_epoch: int = 0) -> tuple[DataLoader, CrossModalitySampler]:
+    """Loader of P x (K visible + K infrared) batches; each rank gets whole identity blocks."""
+    size = (cfg.height, cfg.width)
+    dataset = CrossModalityDataset(train, build_train_transform(size, pad=cfg.pad, flip_p=cfg.flip,
+                                                                erasing_p=cfg.erasing))
+    if not dataset.visible or not dataset.infrared:
+        raise UserError(f"the training set of {cfg.dataset} needs images of both modalities "
+                        f"(found {len(dataset.visible)} {VISIBLE}, {len(dataset.infrared)} {INFRARED})")
+    sampler = CrossModalitySampler(dataset.visible_labels, dataset.infrared_labels, num_ids=cfg.ids_per_batch,
+                                   num_instances=cfg.images_per_id, seed=seed, rank=dist_info.rank,
+                                   world_size=dist_info.world_size, steps_per_epoch=steps_per_epoch or None)
+    loader = DataLoader(dataset, batch_size=cfg.ids_per_batch * cfg.images_per_id, sampler=sampler,
+                        num_workers=cfg.workers, drop_last=True, pin_memory=torch.cuda.is_available(),
+                        persistent_workers=cfg.workers > 0)
+    return loader, sampler

@@ -1,0 +1,279 @@
+"""Recipes: one frozen dataclass per section, YAML files with `base:` inheritance, safe `--set` overrides.
+
+Precedence: dataclass defaults < base recipe < recipe < `--set section.key=value`. Defaults live only
+here; each field has a one-line description. Unknown keys are errors with a did-you-mean.
+"""
+
+import dataclasses
+import difflib
+import importlib.resources
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from sepgzoo.errors import UserError
+
+
+@dataclass(frozen=True)
+class DataCfg:
+    dataset: Literal["sysu", "regdb", "llcm", "synthetic"] = "sysu"  # data set; synthetic = generated SYSU-layout data
+    root: str | None = None  # data set root (synthetic: generated here, default a cache folder)
+    trial: int = 1  # RegDB split 1..10 (one model per trial)
+    height: int = 288  # input height
+    width: int = 144  # input width
+    ids_per_batch: int = 8  # P identities per batch
+    images_per_id: int = 7  # K images per identity and modality (batch = P x (K visible + K infrared))
+    workers: int = 4  # data loader worker processes
+    pad: int = 10  # padding before the random crop
+    flip: float = 0.5  # horizontal flip probability
+    erasing: float = 0.5  # random erasing probability
+    synthetic_ids: int = 48  # identities of the generated data set (dataset: synthetic)
+    val_ids: int = 0  # training identities held out as a validation split (0: none; selection never uses test)
+
+
+@dataclass(frozen=True)
+class ModelCfg:
+    name: str = "sepg"  # registered model name
+    backbone: str = "resnet50"  # timm backbone of a supported family
+    pretrained: str = "imagenet"  # backbone weights: imagenet (timm's), none, or a local file path
+    split_at: int = -2  # last shared stage (index into feature_info; -2: all but the last stage shared)
+    parts: int = 12  # horizontal parts N
+    part_dim: int = 512  # width of each part embedding
+    dropout: float = 0.5  # dropout after each bottleneck BN
+    seg: bool = True  # spectral enhancement of visible images (false: ablation baseline)
+    seg_impl: Literal["fft", "matmul"] = "fft"  # SEG implementation used in training (same numbers)
+
+
+@dataclass(frozen=True)
+class LossCfg:
+    id_specific: float = 1.0  # lambda1: ID loss of the modality-specific branch
+    paba: float = 2.5  # lambda2: PABA loss
+    id_parts: float = 1.0  # lambda3: sum of part ID losses
+    cross_centre: float = 0.0  # weight of the cross-centre loss (Table II "+CC" row)
+    margin: float = 0.5  # PABA margin
+    label_smoothing: float = 0.0  # label smoothing of the ID losses
+
+
+@dataclass(frozen=True)
+class OptimCfg:
+    lr: float = 0.03  # learning rate of the new layers (bottlenecks, classifiers)
+    backbone_lr_mult: float = 0.1  # backbone lr = lr x this when the backbone is pretrained (1.0 otherwise)
+    momentum: float = 0.9  # SGD momentum (Nesterov)
+    weight_decay: float = 5e-4  # SGD weight decay
+    milestones: list[int] = field(default_factory=lambda: [30, 70])  # epochs where lr is multiplied by gamma
+    gamma: float = 0.1  # lr decay factor
+    warmup_epochs: int = 0  # linear warm-up epochs (0: none, as in the paper)
+
+
+@dataclass(frozen=True)
+class TrainCfg:
+    epochs: int = 120  # training epochs
+    seed: int = 0  # seed of every random generator
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when available
+    amp: bool = True  # mixed precision on CUDA (ignored on CPU)
+    channels_last: bool = True  # channels_last memory format on CUDA
+    sync_bn: bool = False  # SyncBatchNorm under DDP
+    iters_per_epoch: int = 0  # iterations per epoch (0: enough batches to see max(#visible, #infrared) images)
+    evaluate: bool = True  # evaluate the last epoch on the test protocol when training ends
+
+
+@dataclass(frozen=True)
+class EvalCfg:
+    mode: Literal["all", "indoor", "both"] = "both"  # SYSU search mode(s) evaluated
+    shot: Literal["single", "multi"] = "single"  # gallery images per identity and camera: 1 or 10
+    trials: int = 10  # gallery trials averaged
+    sampler: Literal["agw", "official"] = "agw"  # SYSU gallery sampler
+    direction: Literal["v2i", "i2v", "both"] = "both"  # RegDB/LLCM query -> gallery direction(s) (SYSU is i2v)
+    flip: bool = False  # flip test-time augmentation (always labelled in results)
+    batch_size: int = 64  # feature extraction batch
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataCfg, "model": ModelCfg, "loss": LossCfg, "optim": OptimCfg, "train": TrainCfg, "eval": EvalCfg,
+}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str = "custom"
+    data: DataCfg = field(default_factory=DataCfg)
+    model: ModelCfg = field(default_factory=ModelCfg)
+    loss: LossCfg = field(default_factory=LossCfg)
+    optim: OptimCfg = field(default_factory=OptimCfg)
+    train: TrainCfg = field(default_factory=TrainCfg)
+    eval: EvalCfg = field(default_factory=EvalCfg)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# -- recipe files ---------------------------------------------------------------------------------------------------
+def recipe_dir() -> Path:
+    """The shipped recipes (top-level `recipes/`, installed as `sepgzoo.recipes`)."""
+    return Path(str(importlib.resources.files("sepgzoo.recipes")))
+
+
+def available_recipes() -> list[str]:
+    return sorted(p.stem for p in recipe_dir().glob("*.yaml") if not p.stem.startswith("_"))
+
+
+def find_recipe(name_or_path: str) -> Path:
+    """`sysu` -> the shipped recipes/sysu.yaml; anything with a `/` or ending in .yaml is a path."""
+    if "/" in name_or_path or name_or_path.endswith((".yaml", ".yml")):
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise UserError(f"recipe file {path} does not exist")
+        return path
+    path = recipe_dir() / f"{name_or_path}.yaml"
+    if not path.is_file():
+        hint = _did_you_mean(name_or_path, available_recipes())
+        raise UserError(f"unknown recipe {name_or_path!r}{hint}; available: {', '.join(available_recipes())}")
+    return path
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise UserError(f"{path} is not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise UserError(f"{path} must hold a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _resolve_file(path: Path, depth: int = 0) -> dict[str, Any]:
+    """The recipe file merged over its `base:` (resolved relative to the file)."""
+    data = _read_yaml(path)
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if depth >= 2:
+        raise UserError(f"{path}: base recipes nest at most two deep")
+    return deep_merge(_resolve_file((path.parent / base).resolve(), depth + 1), data)
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Dicts merge recursively; lists and scalars replace."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+# -- overrides ------------------------------------------------------------------------------------------------------
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """`section.key=value` -> (section, key, value parsed by yaml.safe_load; never eval)."""
+    dotted, sep, raw = text.partition("=")
+    section, dot, key = dotted.strip().partition(".")
+    if not sep or not dot or not key:
+        raise UserError(f"--set {text!r}: expected section.key=value, e.g. train.epochs=5")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as err:
+        raise UserError(f"--set {text!r}: value is not a YAML scalar or list ({err})") from err
+    return section, key, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for text in overrides:
+        section, key, value = parse_override(text)
+        data = deep_merge(data, {section: {key: value}})
+    return data
+
+
+# -- typed construction ---------------------------------------------------------------------------------------------
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Check/convert a YAML value against a field annotation; the error names the key and what was expected."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, option, where)
+            except UserError as err:
+                errors.append(str(err))
+        raise UserError(errors[0])
+    if origin is Literal:
+        if value not in args:
+            raise UserError(f"{where} = {value!r}: expected one of {', '.join(map(repr, args))}")
+        return value
+    if origin is list:
+        items = value if isinstance(value, list) else [value]
+        return [_coerce(item, args[0], f"{where}[{i}]") for i, item in enumerate(items)]
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise UserError(f"{where} = {value!r}: expected true or false")
+    if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if annotation is float and isinstance(value, str):  # YAML 1.1 reads 1e-2 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if annotation is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if annotation is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise UserError(f"{where} = {value!r}: expected {getattr(annotation, '__name__', annotation)}")
+
+
+def _build_section(name: str, cls: type, values: Any) -> Any:
+    if not isinstance(values, dict):
+        raise UserError(f"recipe section {name!r} must be a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in known:
+            raise UserError(f"unknown recipe key {name}.{key}{_did_you_mean(key, known)}; {name} keys: {', '.join(known)}")
+        kwargs[key] = _coerce(value, hints[key], f"{name}.{key}")
+    return cls(**kwargs)
+
+
+def build_recipe(data: dict[str, Any], name: str = "custom") -> Recipe:
+    """A typed Recipe from a plain mapping of sections (unknown sections/keys are errors)."""
+    data = dict(data)
+    name = str(data.pop("name", name))
+    sections = {}
+    for section, values in data.items():
+        if section not in SECTIONS:
+            raise UserError(
+                f"unknown recipe section {section!r}{_did_you_mean(section, list(SECTIONS))}; sections: {', '.join(SECTIONS)}"
+            )
+        sections[section] = _build_section(section, SECTIONS[section], values)
+    return Recipe(name=name, **sections)
+
+
+def load_recipe(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Resolve a recipe name or file, merge its base and the `--set` overrides, and type-check every key.
+
+    Example:
+        >>> recipe = load_recipe("sysu", ["train.epochs=5", "data.root=/data/SYSU-MM01"])
+    """
+    path = find_recipe(name_or_path)
+    data = apply_overrides(_resolve_file(path), list(overrides))
+    return build_recipe(data, name=path.stem)
+
+
+def recipe_from_dict(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """A Recipe from a saved resolved mapping (a run's recipe.yaml or a checkpoint) plus overrides."""
+    return build_recipe(apply_overrides(dict(data), list(overrides)))

@@ -1,0 +1,372 @@
+"""Deployment commands: `export`, `embed`, `search` and `bench infer` (registered on the main click group)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from sepgzoo.errors import UserError
+from sepgzoo.modality import Modality, as_modality
+from sepgzoo.runtime import list_images, load_images, open_model, rank
+
+MODALITY_HELP = "visible or infrared"
+
+
+def _modality(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return as_modality(value)
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
+
+
+class TorchEmbedder:
+    """A checkpoint in PyTorch behind the runtime's interface (uint8 NHWC in, float32 [N, D] out).
+
+    Preprocessing is the exported graph's: the same uint8 images, /255 and NCHW here, the rest in the model.
+    """
+
+    provider = "PyTorch"
+
+    def __init__(self, model, modality: Modality, batch_size: int = 32) -> None:
+        self.model = model
+        self.modality = modality
+        self.input_size = tuple(model.input_size)
+        self.embedding_dim = int(model.num_features)
+        self.max_batch = batch_size
+
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        import torch
+
+        device = next(self.model.parameters()).device
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(images), self.max_batch):
+                x = torch.from_numpy(np.ascontiguousarray(images[i : i + self.max_batch])).to(device)
+                out.append(self.model(x.permute(0, 3, 1, 2).float() / 255.0, modality=self.modality).float().cpu())
+        return torch.cat(out).numpy() if out else np.zeros((0, self.embedding_dim), np.float32)
+
+    def embed_paths(self, paths: Sequence[str | Path], batch_size: int | None = None) -> np.ndarray:
+        step = batch_size or self.max_batch
+        chunks = [self.embed(load_images(paths[i : i + step], self.input_size)) for i in range(0, len(paths), step)]
+        return np.concatenate(chunks) if chunks else np.zeros((0, self.embedding_dim), np.float32)
+
+
+def _backends(checkpoint: Path | None, model_path: Path | None, device: str,
+              batch_size: int) -> Callable[[Modality], Any]:
+    """A function modality -> embedder, for exactly one of --checkpoint / --model."""
+    if (checkpoint is None) == (model_path is None):
+        raise click.UsageError("give exactly one of --checkpoint RUN (PyTorch) or --model FILE|DIR (exported)")
+    if checkpoint is not None:
+        from sepgzoo.checkpoint import load_model
+
+        torch_device = "cuda" if device in ("cuda", "tensorrt") else device
+        model, _ = load_model(checkpoint, torch_device)
+        return lambda modality: TorchEmbedder(model, modality, batch_size)
+    backend = "tensorrt" if model_path.suffix.lower() in (".plan", ".engine", ".trt") else "onnxruntime"
+    return lambda modality: open_model(model_path, modality, backend=backend, providers=device)
+
+
+def _run(fn: Callable[[], Any]) -> Any:
+    """Run a command body; user errors become one-line click errors (no traceback)."""
+    try:
+        return fn()
+    except (UserError, ValueError, FileNotFoundError) as err:
+        raise click.ClickException(str(err)) from None
+
+
+_backend_options = [
+    click.option("--checkpoint", type=click.Path(exists=True, path_type=Path),
+                 help="Run directory, model.safetensors or model.json (PyTorch backend)."),
+    click.option("--model", "model_path", type=click.Path(exists=True, path_type=Path),
+                 help="Exported model: export directory, .onnx file or TensorRT .plan (no torch needed)."),
+    click.option("--device", default="cpu", show_default=True,
+                 help="cpu, cuda or tensorrt (ONNX Runtime providers / torch device)."),
+    click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True),
+]
+
+
+def backend_options(fn):
+    for option in reversed(_backend_options):
+        fn = option(fn)
+    return fn
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# export
+# ---------------------------------------------------------------------------------------------------------------
+@click.command("export")
+@click.option("--checkpoint", required=True, type=click.Path(exists=True, path_type=Path),
+              help="Run directory, model.safetensors or model.json.")
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Export directory [default: <checkpoint dir>/export].")
+@click.option("--trt", is_flag=True, help="Also build TensorRT engines (or print the trtexec commands).")
+@click.option("--fp16", is_flag=True, help="Also write fp16 graphs (SEG and the L2 norm stay fp32); fp16 engines.")
+@click.option("--max-batch", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Largest batch: parity check and TensorRT profile maximum.")
+@click.option("--opt-batch", type=click.IntRange(min=1), default=None,
+              help="Batch TensorRT tunes for [default: max-batch / 2, at most 16].")
+@click.option("--opset", type=click.IntRange(min=7), default=18, show_default=True)
+def export(checkpoint: Path, output: Path | None, trt: bool, fp16: bool, max_batch: int, opt_batch: int | None,
+           opset: int) -> None:
+    """Export a trained model to ONNX (one graph per modality) with parity checks; optionally TensorRT engines."""
+    from sepgzoo.export import ExportError, export_checkpoint
+    from sepgzoo.tensorrt import TensorRTUnavailable, build_engines
+
+    output = output or (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "export"
+    if opt_batch is not None and opt_batch > max_batch:
+        raise click.BadParameter(f"--opt-batch {opt_batch} is larger than --max-batch {max_batch}")
+    try:
+        record = _run(lambda: export_checkpoint(checkpoint, output, fp16=fp16, max_batch=max_batch, opset=opset))
+    except ExportError as err:
+        raise click.ClickException(f"export failed: {err}") from None
+    for modality, per in record["parity"].items():
+        for precision, parity in per.items():
+            click.echo(f"{output / record['files'][modality][precision]}: parity vs PyTorch min cosine "
+                       f"{min(parity['min_cosine'].values()):.6f} at batches {parity['batches']} "
+                       f"(>= {parity['threshold']})")
+    click.echo(f"{output / 'export.json'}")
+    if trt:
+        try:
+            engines = build_engines(output, fp16=fp16, max_batch=max_batch, opt_batch=opt_batch)
+        except TensorRTUnavailable as err:
+            raise click.ClickException(str(err)) from None
+        except (UserError, RuntimeError) as err:
+            raise click.ClickException(f"TensorRT build failed: {err}") from None
+        for modality, info in engines.items():
+            click.echo(f"{output / info['engine']}: TensorRT {info['tensorrt_version']} on {info['gpu_name']}, "
+                       f"parity vs ONNX Runtime min cosine {min(info['parity']['min_cosine'].values()):.6f}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# embed
+# ---------------------------------------------------------------------------------------------------------------
+@click.command("embed")
+@backend_options
+@click.option("--modality", callback=_modality, help=f"{MODALITY_HELP} (required with --checkpoint or an export "
+              "directory; checked against an exported file).")
+@click.option("--json", "as_json", is_flag=True, help='Print {"paths": [...], "embeddings": [[...], ...]}.')
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def embed(checkpoint, model_path, device, batch_size, modality, as_json, images) -> None:
+    """Print the embeddings of IMAGE files (resized to the model's input size, bilinear)."""
+    def body():
+        if modality is None and (checkpoint is not None or (model_path is not None and model_path.is_dir())):
+            raise UserError("--modality is required with --checkpoint or an export directory (visible or infrared)")
+        embedder = _backends(checkpoint, model_path, device, batch_size)(modality)
+        return embedder.embed_paths(list(images), batch_size)
+
+    embeddings = _run(body)
+    if as_json:
+        click.echo(json.dumps({"paths": [str(p) for p in images], "embeddings": embeddings.tolist()}))
+        return
+    for path, row in zip(images, embeddings):
+        click.echo(f"{path}\t" + " ".join(f"{v:.6g}" for v in row))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# search
+# ---------------------------------------------------------------------------------------------------------------
+@click.command("search")
+@backend_options
+@click.option("--gallery", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Directory of gallery images (searched recursively).")
+@click.option("--gallery-modality", required=True, callback=_modality, help=MODALITY_HELP)
+@click.option("--query", "queries", required=True, multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Query image (repeatable).")
+@click.option("--query-modality", required=True, callback=_modality, help=MODALITY_HELP)
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Draw each query with its top-k matches into this PNG.")
+@click.option("--json", "as_json", is_flag=True, help="Print the ranking as JSON.")
+def search(checkpoint, model_path, device, batch_size, gallery, gallery_modality, queries, query_modality, top_k,
+           out, as_json) -> None:
+    """Rank a gallery of your own images for each query image, by cosine similarity of the embeddings."""
+    def body():
+        gallery_paths = list_images(gallery)
+        if not gallery_paths:
+            raise UserError(f"no images ({', '.join(('.jpg', '.png', '.bmp'))}, ...) found under {gallery}")
+        make = _backends(checkpoint, model_path, device, batch_size)
+        gallery_emb = make(gallery_modality).embed_paths(gallery_paths, batch_size)
+        query_emb = make(query_modality).embed_paths(list(queries), batch_size)
+        order, scores = rank(query_emb, gallery_emb, top_k)
+        return gallery_paths, order, scores
+
+    gallery_paths, order, scores = _run(body)
+    results = [{"query": str(q), "matches": [{"path": str(gallery_paths[i]), "cosine": float(s)}
+                                             for i, s in zip(order[n], scores[n])]} for n, q in enumerate(queries)]
+    if as_json:
+        click.echo(json.dumps({"query_modality": query_modality.value, "gallery_modality": gallery_modality.value,
+                               "results": results}))
+    else:
+        for result in results:
+            click.echo(f"query {result['query']}")
+            for k, match in enumerate(result["matches"], 1):
+                click.echo(f"  {k:>3}  {match['cosine']:.4f}  {match['path']}")
+    if out is not None:
+        _run(lambda: draw_ranking(results, out))
+        if not as_json:
+            click.echo(f"wrote {out}")
+
+
+def draw_ranking(results: list[dict[str, Any]], out: Path) -> None:
+    """One row per query: the query, then its matches titled with rank and cosine; written atomically as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from sepgzoo.atomic import atomic_path
+
+    columns = 1 + max(len(r["matches"]) for r in results)
+    fig, axes = plt.subplots(len(results), columns, figsize=(1.6 * columns, 3.2 * len(results)), squeeze=False)
+    for row, result in zip(axes, results):
+        cells = [(result["query"], "query")] + [(m["path"], f"#{k} {m['cosine']:.3f}")
+                                                 for k, m in enumerate(result["matches"], 1)]
+        for ax in row:
+            ax.axis("off")
+        for ax, (path, title) in zip(row, cells):
+            with Image.open(path) as image:
+                ax.imshow(image.convert("RGB"))
+            ax.set_title(f"{title}\n{Path(path).name}", fontsize=7, color="tab:blue" if title == "query" else "black")
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# bench infer
+# ---------------------------------------------------------------------------------------------------------------
+def _time(fn: Callable[[], Any], iters: int, warmup: int) -> float:
+    """Median seconds per call."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def _seg_onnx(size: tuple[int, int], path: Path) -> None:
+    """SEG alone (uint8 NHWC -> cast -> /255 -> SEG) as an ONNX graph, to measure its share of the visible graph."""
+    import torch
+
+    from sepgzoo.seg import SpectralEnhance
+
+    class SegGraph(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seg = SpectralEnhance(size, "matmul")
+
+        def forward(self, images):
+            return self.seg(images.to(torch.float32).permute(0, 3, 1, 2).contiguous() / 255.0)
+
+    example = torch.zeros(2, *size, 3, dtype=torch.uint8)
+    torch.onnx.export(SegGraph(), (example,), str(path), dynamo=True, opset_version=18, external_data=False,
+                      input_names=["images"], output_names=["seg"], dynamic_shapes={"images": {0: "batch"}})
+
+
+@click.command("infer")
+@click.option("--model", "model_name", default="sepg_resnet50", show_default=True,
+              help="Registered model (random weights; speed does not depend on them).")
+@click.option("--checkpoint", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Benchmark a trained checkpoint instead of --model.")
+@click.option("--batch", "batches", type=click.IntRange(min=1), multiple=True, default=(1, 8, 32), show_default=True)
+@click.option("--backend", "backends", type=click.Choice(["torch", "onnxruntime", "tensorrt"]), multiple=True,
+              default=("torch", "onnxruntime", "tensorrt"), show_default=True)
+@click.option("--iters", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch and ONNX Runtime.")
+@click.option("--json", "as_json", is_flag=True)
+def bench_infer(model_name, checkpoint, batches, backends, iters, warmup, threads, as_json) -> None:
+    """Images/s of the visible graph for PyTorch eager, ONNX Runtime and TensorRT, and SEG's share of its time."""
+    import tempfile
+
+    import torch
+
+    from sepgzoo.export import to_onnx
+    from sepgzoo.registry import create_model
+    from sepgzoo.runtime import OnnxEmbedder
+    from sepgzoo.tensorrt import build_engine, tensorrt_missing
+
+    if threads:
+        torch.set_num_threads(threads)
+    if checkpoint is not None:
+        from sepgzoo.checkpoint import load_model
+
+        model, _ = _run(lambda: load_model(checkpoint, "cpu", seg_impl="matmul"))
+        model_name = str(checkpoint)
+    else:
+        model = _run(lambda: create_model(model_name, seg_impl="matmul")).eval()
+    h, w = model.input_size
+    rows: list[dict[str, Any]] = []
+    notes: list[str] = []
+    rng = np.random.default_rng(0)
+    images = {b: rng.integers(0, 256, size=(b, h, w, 3), dtype=np.uint8) for b in batches}
+
+    def record(backend: str, batch: int, seconds: float, seg_seconds: float | None) -> None:
+        rows.append({"backend": backend, "batch": batch, "images_per_s": batch / seconds,
+                     "ms_per_batch": 1000 * seconds,
+                     "seg_share": None if seg_seconds is None else seg_seconds / seconds})
+        if not as_json:
+            share = "" if seg_seconds is None else f"  SEG {100 * seg_seconds / seconds:5.1f}%"
+            click.echo(f"{backend:<12} batch {batch:>3}  {batch / seconds:8.1f} img/s  {1000 * seconds:9.1f} ms{share}")
+
+    with tempfile.TemporaryDirectory(prefix="sepgzoo-bench-") as tmp:
+        if "torch" in backends:
+            with torch.inference_mode():
+                for b in batches:
+                    x = torch.from_numpy(images[b])
+                    prep = lambda: x.permute(0, 3, 1, 2).float() / 255.0  # noqa: E731
+                    full = _time(lambda: model(prep(), modality="visible"), iters, warmup)
+                    seg = _time(lambda: model.seg(prep()), iters, warmup) if model.seg is not None else None
+                    record("torch", b, full, seg)
+        if "onnxruntime" in backends or "tensorrt" in backends:
+            onnx_path = Path(tmp) / "visible.onnx"
+            _run(lambda: to_onnx(model, "visible", onnx_path, max_batch=max(batches), parity=False))
+        if "onnxruntime" in backends:
+            session = OnnxEmbedder(onnx_path, providers="cpu", threads=threads)
+            seg_session = None
+            if model.seg is not None:
+                _seg_onnx((h, w), Path(tmp) / "seg.onnx")
+                import onnxruntime as ort
+
+                options = ort.SessionOptions()
+                if threads:
+                    options.intra_op_num_threads = threads
+                seg_session = ort.InferenceSession(str(Path(tmp) / "seg.onnx"), options,
+                                                   providers=["CPUExecutionProvider"])
+            for b in batches:
+                full = _time(lambda: session.embed(images[b]), iters, warmup)
+                seg = _time(lambda: seg_session.run(None, {"images": images[b]}), iters, warmup) if seg_session \
+                    else None
+                record(f"onnxruntime ({session.provider})", b, full, seg)
+        if "tensorrt" in backends:
+            reason = tensorrt_missing()
+            if reason:
+                notes.append(f"tensorrt skipped: {reason}")
+            else:
+                from sepgzoo.tensorrt import TensorRTEmbedder
+
+                engine = Path(tmp) / "visible.plan"
+                build_engine(onnx_path, engine, "visible", (h, w), max(batches))
+                trt_model = TensorRTEmbedder(engine)
+                for b in batches:
+                    record("tensorrt", b, _time(lambda: trt_model.embed(images[b]), iters, warmup), None)
+    summary = {"model": model_name, "input_size": [h, w], "modality": "visible", "threads": threads or
+               torch.get_num_threads(), "iters": iters, "results": rows, "notes": notes}
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        for note in notes:
+            click.echo(note)

@@ -1,0 +1,256 @@
+"""The training loop: one plain loop over epochs with SGD, the eq. 9 loss, AMP on CUDA, DDP, kill-safe checkpoints."""
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from sepgzoo.build import build_model, build_train_loader, num_classes, open_dataset, split_validation
+from sepgzoo.checkpoint import save_model
+from sepgzoo.config import OptimCfg, Recipe, recipe_from_dict
+from sepgzoo.distributed import DistInfo, barrier, cleanup, init_distributed
+from sepgzoo.errors import UserError
+from sepgzoo.losses import LossWeights, sepg_loss
+from sepgzoo.runs import CsvLog, load_state, new_run_dir, rng_state, save_state, set_rng_state
+
+
+class TrainingDiverged(UserError):
+    """A loss became NaN or infinite."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("train.device = cuda, but no CUDA device is available (use auto or cpu)")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def lr_factor(epoch: int, cfg: OptimCfg) -> float:
+    """Multiplier of the base lr in `epoch` (0-based): linear warm-up, then x gamma at every milestone passed."""
+    warmup = (epoch + 1) / cfg.warmup_epochs if epoch < cfg.warmup_epochs else 1.0
+    return warmup * cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
+
+
+def build_optimizer(model: nn.Module, cfg: OptimCfg, pretrained: bool) -> torch.optim.SGD:
+    """SGD (Nesterov) with a lower lr for pretrained backbone parameters, as the field does."""
+    backbone_lr = cfg.lr * (cfg.backbone_lr_mult if pretrained else 1.0)
+    groups = [{"params": model.backbone_parameters(), "lr": backbone_lr, "name": "backbone"},
+              {"params": model.head_parameters(), "lr": cfg.lr, "name": "head"}]
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0,
+                           weight_decay=cfg.weight_decay)
+
+
+def loss_weights(recipe: Recipe) -> LossWeights:
+    c = recipe.loss
+    return LossWeights(id_specific=c.id_specific, paba=c.paba, id_parts=c.id_parts, cross_centre=c.cross_centre,
+                       margin=c.margin, label_smoothing=c.label_smoothing)
+
+
+@dataclass
+class EpochStats:
+    """Running means of the loss terms and the throughput of one epoch."""
+
+    sums: dict[str, float] = field(default_factory=dict)
+    steps: int = 0
+    images: int = 0
+    start: float = field(default_factory=time.perf_counter)
+
+    def add(self, terms: dict[str, torch.Tensor], images: int) -> None:
+        for key, value in terms.items():
+            self.sums[key] = self.sums.get(key, 0.0) + float(value)
+        self.steps += 1
+        self.images += images
+
+    def means(self) -> dict[str, float]:
+        return {key: value / max(self.steps, 1) for key, value in self.sums.items()}
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / max(time.perf_counter() - self.start, 1e-9)
+
+
+@dataclass
+class Trainer:
+    """Everything one training run holds; `fit()` runs the remaining epochs."""
+
+    recipe: Recipe
+    run_dir: Path
+    dist: DistInfo
+    device: torch.device
+    state: dict[str, Any] | None = None  # a loaded last.pt to resume from
+
+    def __post_init__(self) -> None:
+        r = self.recipe
+        dataset = open_dataset(r.data)
+        self.train_samples, self.val_samples = split_validation(list(dataset.train), r.data.val_ids)
+        self.num_classes = num_classes(self.train_samples)
+        self.model = build_model(r.model, self.num_classes, (r.data.height, r.data.width)).to(self.device)
+        self.pretrained = r.model.pretrained != "none"
+        self.optimizer = build_optimizer(self.model, r.optim, self.pretrained)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda e: lr_factor(e, r.optim))
+        self.amp = r.train.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.loader, self.sampler = build_train_loader(r.data, self.train_samples, r.train.seed, self.dist,
+                                                       r.train.iters_per_epoch)
+        self.weights = loss_weights(r)
+        self.start_epoch = 0
+        if self.state is not None:
+            self._restore(self.state)
+        self.net = self._wrap(self.model)
+        self.log = CsvLog(self.run_dir / "log.csv") if self.dist.is_main else None
+        if self.log is not None:
+            self.log.rows = [row for row in self.log.rows if int(row["epoch"]) <= self.start_epoch]  # 1-based epochs
+
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        if self.device.type == "cuda" and self.recipe.train.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        if not self.dist.enabled:
+            return model
+        if self.recipe.train.sync_bn:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        unused = not (self.weights.id_specific and self.weights.id_parts)
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=unused)
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        self.start_epoch = state["epoch"] + 1
+
+    # -- the loop ------------------------------------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        epochs = self.recipe.train.epochs
+        summary: dict[str, Any] = {}
+        for epoch in range(self.start_epoch, epochs):
+            stats = self.train_epoch(epoch)
+            summary = self.end_epoch(epoch, stats)
+        return summary
+
+    def train_epoch(self, epoch: int) -> EpochStats:
+        self.net.train()
+        self.sampler.set_epoch(epoch)
+        stats = EpochStats()
+        bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{self.recipe.train.epochs}", unit="it",
+                   disable=not self.dist.is_main, dynamic_ncols=True, leave=False)
+        for step, (visible, infrared, labels_vis, labels_ir) in enumerate(bar):
+            terms = self.train_step(visible, infrared, labels_vis, labels_ir)
+            self._check_finite(terms, epoch, step)
+            stats.add(terms, visible.shape[0] + infrared.shape[0])
+            bar.set_postfix(loss=f"{float(terms['total']):.3f}", lr=f"{self.scheduler.get_last_lr()[-1]:.2e}",
+                            img_s=f"{stats.images_per_second:.0f}")
+        bar.close()
+        return stats
+
+    def train_step(self, visible, infrared, labels_vis, labels_ir) -> dict[str, torch.Tensor]:
+        to = dict(device=self.device, non_blocking=True)
+        fmt = torch.channels_last if self.device.type == "cuda" and self.recipe.train.channels_last else None
+        visible, infrared = (x.to(**to, memory_format=fmt or torch.contiguous_format) for x in (visible, infrared))
+        labels_vis, labels_ir = labels_vis.to(**to), labels_ir.to(**to)
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            out = self.net((visible, infrared))
+        terms = sepg_loss(out._replace(global_logits=out.global_logits.float(), part_logits=out.part_logits.float(),
+                                       part_embeddings=out.part_embeddings.float()),
+                          labels_vis, labels_ir, self.weights)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(terms["total"]).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return {key: value.detach() for key, value in terms.items()}
+
+    def _check_finite(self, terms: dict[str, torch.Tensor], epoch: int, step: int) -> None:
+        if not math.isfinite(float(terms["total"])):
+            values = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
+            raise TrainingDiverged(
+                f"loss is not finite at epoch {epoch + 1}, iteration {step + 1} ({values}); lower optim.lr or "
+                f"check the data. The last complete checkpoint is in {self.run_dir}"
+            )
+
+    def end_epoch(self, epoch: int, stats: EpochStats) -> dict[str, Any]:
+        """Step the schedule, then (rank 0) log the epoch and write the checkpoint files atomically."""
+        lrs = self.scheduler.get_last_lr()
+        self.scheduler.step()
+        row = {"epoch": epoch + 1, "lr": lrs[-1], "backbone_lr": lrs[0], **stats.means(),
+               "images_per_s": round(stats.images_per_second, 1), "seconds": round(time.perf_counter() - stats.start, 1),
+               "world_size": self.dist.world_size}
+        if self.dist.is_main:
+            row.update(self.validate())
+            self.log.append(row)
+            save_model(self.run_dir, self.model, recipe=self.recipe.to_dict(), epoch=epoch + 1,
+                       world_size=self.dist.world_size, num_train_ids=self.num_classes, selection="last epoch")
+            save_state(self.run_dir, {
+                "epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng_state(),
+                "recipe": self.recipe.to_dict(), "world_size": self.dist.world_size,
+            })
+            tqdm.write(_format_row(row))
+        barrier(self.dist)
+        return row
+
+    def validate(self) -> dict[str, float]:
+        """Metrics on the held-out training identities (never the test set); empty without data.val_ids."""
+        if not self.val_samples:
+            return {}
+        from sepgzoo.evaluate import evaluate_validation
+
+        return evaluate_validation(self.model, self.val_samples, self.recipe, self.device)
+
+
+def _format_row(row: dict[str, Any]) -> str:
+    parts = [f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}" for key, value in row.items()]
+    return "  ".join(parts)
+
+
+def train(recipe: Recipe, output: str | Path | None = None, resume: str | Path | None = None) -> Path:
+    """Train a recipe (or continue a run with `resume`); returns the run directory.
+
+    Example:
+        >>> run = train(load_recipe("synthetic"), output="runs/demo")
+    """
+    state = None
+    if resume is not None:
+        run_dir, state = load_state(resume)
+        recipe = recipe_from_dict(state["recipe"])
+    device = resolve_device(recipe.train.device)
+    dist_info = init_distributed(device.type)
+    try:
+        if device.type == "cuda":
+            device = torch.device("cuda", dist_info.local_rank)
+            torch.cuda.set_device(device)
+        if state is None:
+            run_dir = new_run_dir(recipe.name, output) if dist_info.is_main else Path(output or "")
+            seed_everything(recipe.train.seed + dist_info.rank)
+        if dist_info.is_main and state is None:
+            from sepgzoo.atomic import write_text
+
+            write_text(run_dir / "recipe.yaml", recipe.to_yaml())
+        trainer = Trainer(recipe, run_dir, dist_info, device, state)
+        if dist_info.is_main:
+            tqdm.write(f"training {recipe.name}: {trainer.num_classes} identities, world size {dist_info.world_size}, "
+                       f"device {device}, epochs {trainer.start_epoch + 1}..{recipe.train.epochs} -> {run_dir}")
+        trainer.fit()
+        if dist_info.is_main and recipe.train.evaluate:
+            from sepgzoo.evaluate import evaluate_run
+
+            evaluate_run(run_dir, device=device)
+        barrier(dist_info)
+        return run_dir
+    finally:
+        cleanup(dist_info)

@@ -1,0 +1,406 @@
+"""TensorRT engines from exported ONNX graphs: build (one per modality, dynamic-batch profile), sidecars, loading.
+
+`tensorrt` (and cuda-python for device buffers) are imported lazily; without them this module still
+writes the exact `trtexec` command lines to build the engines on the target (a Jetson builds its own).
+Torch-free, like `sepgzoo.runtime`.
+
+FP16: the fp16 ONNX (network in fp16, SEG and the final L2 norm in fp32) built as a *strongly typed*
+network, on TensorRT 10 and 11 alike. The TensorRT 10 weak-typing FP16 flag is not used: it lets
+TensorRT pick fp16 for any layer, SEG's MatMul-DFT included, and TensorRT 11 removed it (deploy.md 4).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sepgzoo.atomic import atomic_path, write_json, write_text
+from sepgzoo.errors import UserError
+from sepgzoo.modality import Modality, as_modality
+from sepgzoo.runtime import (EXPORT_JSON, INPUT_NAME, OUTPUT_NAME, OnnxEmbedder, _Batching, cosine_rows,
+                             read_export_json, sha256_file)
+
+ENGINE_FORMAT = "sepgzoo-trt-engine/1"
+TRTEXEC_SCRIPT = "build_engines.sh"
+DEFAULT_WORKSPACE_MIB = 2048
+PARITY_COSINE = {"fp32": 0.9999, "fp16": 0.999}
+
+
+class TensorRTUnavailable(UserError):
+    """TensorRT or a CUDA device is missing here; the message names TensorRT and what to run instead."""
+
+
+class EngineMismatch(UserError):
+    """An engine was built for another GPU or TensorRT version (engines are not portable)."""
+
+
+def engine_filename(modality: str | Modality, fp16: bool = False) -> str:
+    return f"{as_modality(modality).value}{'_fp16' if fp16 else ''}.plan"
+
+
+def sidecar_path(engine: str | Path) -> Path:
+    """`visible.plan` -> `visible.plan.json`."""
+    engine = Path(engine)
+    return engine.with_name(engine.name + ".json")
+
+
+def default_opt_batch(max_batch: int) -> int:
+    """The batch TensorRT tunes for: half the maximum (at most 16), a typical number of crops per frame."""
+    return max(1, min(16, max_batch // 2 or 1))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Platform
+# ---------------------------------------------------------------------------------------------------------------
+def _gpu_from_cuda_python() -> dict[str, str] | None:
+    try:
+        from cuda.bindings import runtime as cudart
+    except ImportError:
+        try:
+            from cuda import cudart  # cuda-python < 12.6
+        except ImportError:
+            return None
+    err, props = cudart.cudaGetDeviceProperties(0)
+    if int(err) != 0:
+        return None
+    name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
+    return {"gpu_name": name.strip("\x00 "), "compute_capability": f"{props.major}.{props.minor}"}
+
+
+def _gpu_from_nvidia_smi() -> dict[str, str] | None:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader", "--id=0"],
+                             capture_output=True, text=True, timeout=20, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    name, _, capability = out.strip().partition(",")
+    return {"gpu_name": name.strip(), "compute_capability": capability.strip()} if capability else None
+
+
+def gpu_info() -> dict[str, str] | None:
+    """{"gpu_name", "compute_capability"} of CUDA device 0 (cuda-python, else nvidia-smi), or None."""
+    return _gpu_from_cuda_python() or _gpu_from_nvidia_smi()
+
+
+def tensorrt_missing() -> str | None:
+    """Why TensorRT engines cannot be built or run here (None when they can)."""
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return "TensorRT is not installed (pip install 'sepgzoo[trt]', or use the TensorRT of your JetPack)"
+    if gpu_info() is None:
+        return "TensorRT is installed but no CUDA device was found"
+    return None
+
+
+def current_platform() -> dict[str, str]:
+    """TensorRT version, GPU name and compute capability of this machine (TensorRTUnavailable otherwise)."""
+    reason = tensorrt_missing()
+    if reason:
+        raise TensorRTUnavailable(reason)
+    import tensorrt as trt
+
+    return {"tensorrt_version": trt.__version__, **gpu_info()}
+
+
+def check_compatible(sidecar: dict[str, Any], platform: dict[str, str], engine: str | Path = "engine") -> None:
+    """Refuse an engine whose sidecar names another TensorRT version, GPU or compute capability.
+
+    Raises:
+        EngineMismatch naming what differs and how to rebuild.
+    """
+    keys = ("tensorrt_version", "gpu_name", "compute_capability")
+    diffs = [f"{key}: built with {sidecar.get(key)!r}, this machine has {platform.get(key)!r}"
+             for key in keys if str(sidecar.get(key)) != str(platform.get(key))]
+    if diffs:
+        raise EngineMismatch(f"TensorRT engine {engine} was built for another platform ({'; '.join(diffs)}). "
+                             "Engines are specific to one GPU and TensorRT version: rebuild it on this machine "
+                             "(`sepgzoo export --trt`, or the trtexec commands in "
+                             f"{TRTEXEC_SCRIPT} of the export directory).")
+
+
+def read_sidecar(engine: str | Path) -> dict[str, Any] | None:
+    """The engine's sidecar JSON, or None when there is none (e.g. an engine built with trtexec)."""
+    path = sidecar_path(engine)
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path} is not valid JSON ({err})") from err
+    if record.get("format") != ENGINE_FORMAT:
+        raise UserError(f"{path} has format {record.get('format')!r}, expected {ENGINE_FORMAT!r}")
+    return record
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# trtexec command lines
+# ---------------------------------------------------------------------------------------------------------------
+def trtexec_command(onnx_path: str | Path, engine_path: str | Path, input_size: tuple[int, int], max_batch: int,
+                    opt_batch: int | None = None, fp16: bool = False,
+                    workspace_mib: int = DEFAULT_WORKSPACE_MIB) -> list[str]:
+    """The trtexec argument list that builds one engine with a min 1 / opt / max batch profile.
+
+    Valid on TensorRT 10.x and 11.x. For fp16 pass the fp16 ONNX: `--stronglyTyped` makes TensorRT 10
+    keep its fp32 islands (SEG, L2 norm); on 11.x networks are always strongly typed and the flag is a no-op.
+
+    Example:
+        >>> " ".join(trtexec_command("visible.onnx", "visible.plan", (288, 144), 32))
+        'trtexec --onnx=visible.onnx --saveEngine=visible.plan --minShapes=images:1x288x144x3 ...'
+    """
+    if max_batch < 1:
+        raise UserError(f"max_batch must be >= 1, got {max_batch}")
+    opt = opt_batch or default_opt_batch(max_batch)
+    if not 1 <= opt <= max_batch:
+        raise UserError(f"opt batch {opt} must be between 1 and max batch {max_batch}")
+    h, w = input_size
+    shape = lambda n: f"{INPUT_NAME}:{n}x{h}x{w}x3"  # noqa: E731
+    command = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={engine_path}", f"--minShapes={shape(1)}",
+               f"--optShapes={shape(opt)}", f"--maxShapes={shape(max_batch)}",
+               f"--memPoolSize=workspace:{workspace_mib}"]
+    if fp16:
+        command.append("--stronglyTyped")
+    return command
+
+
+def trtexec_commands(export_dir: str | Path, fp16: bool = False, max_batch: int | None = None,
+                     opt_batch: int | None = None) -> list[list[str]]:
+    """trtexec argument lists for both modalities of an export directory (paths relative to it)."""
+    record = read_export_json(export_dir)
+    max_batch = max_batch or int(record["max_batch"])
+    precision = "fp16" if fp16 else "fp32"
+    commands = []
+    for modality in Modality:
+        onnx_name = _onnx_name(record, modality, precision, export_dir)
+        commands.append(trtexec_command(onnx_name, engine_filename(modality, fp16), tuple(record["input_size"]),
+                                        max_batch, opt_batch, fp16))
+    return commands
+
+
+def _onnx_name(record: dict[str, Any], modality: Modality, precision: str, export_dir: str | Path) -> str:
+    try:
+        return record["files"][modality.value][precision]
+    except KeyError:
+        raise UserError(f"{Path(export_dir) / EXPORT_JSON} lists no {precision} graph for {modality.value}"
+                        + (": export with --fp16 first" if precision == "fp16" else "")) from None
+
+
+def write_trtexec_script(export_dir: str | Path, fp16: bool = False, max_batch: int | None = None,
+                         opt_batch: int | None = None) -> tuple[Path, list[str]]:
+    """Write `build_engines.sh` (run it inside the export directory on the target) -> (path, command lines)."""
+    lines = [shlex.join(c) for c in trtexec_commands(export_dir, fp16, max_batch, opt_batch)]
+    script = "\n".join([
+        "#!/bin/sh",
+        "# Build the TensorRT engines on the machine that runs them (engines are GPU- and version-specific).",
+        "# Run inside this directory; on a Jetson trtexec is /usr/src/tensorrt/bin/trtexec.",
+        "set -e", 'cd "$(dirname "$0")"', *lines, ""])
+    path = Path(export_dir) / TRTEXEC_SCRIPT
+    write_text(path, script)
+    path.chmod(0o755)
+    return path, lines
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Build
+# ---------------------------------------------------------------------------------------------------------------
+def build_engine(onnx_path: str | Path, engine_path: str | Path, modality: str | Modality, input_size: tuple[int, int],
+                 max_batch: int, opt_batch: int | None = None, fp16: bool = False,
+                 workspace_mib: int = DEFAULT_WORKSPACE_MIB) -> dict[str, Any]:
+    """Build one engine with the TensorRT Python API and write it with its sidecar; returns the sidecar.
+
+    Args:
+        onnx_path: an exported ONNX file (the fp16 one when fp16=True).
+        engine_path: output `.plan`.
+        modality: what the graph embeds (recorded in the sidecar).
+        input_size: (H, W).
+        max_batch: profile maximum (minimum 1, optimum `opt_batch`).
+        fp16: build a strongly typed network from the fp16 ONNX.
+        workspace_mib: builder workspace pool.
+
+    Raises:
+        TensorRTUnavailable without TensorRT or a CUDA device; RuntimeError when parsing or building fails.
+    """
+    platform = current_platform()
+    import tensorrt as trt
+
+    opt = opt_batch or default_opt_batch(max_batch)
+    logger = trt.Logger(trt.Logger.WARNING)
+    trt.init_libnvinfer_plugins(logger, "")
+    builder = trt.Builder(logger)
+    major = int(trt.__version__.split(".")[0])
+    flags = 0
+    if fp16 and major < 11:  # 11.x: always strongly typed, the flag is deprecated
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "\n  ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise RuntimeError(f"TensorRT {trt.__version__} could not parse {onnx_path}:\n  {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
+    h, w = input_size
+    profile = builder.create_optimization_profile()
+    profile.set_shape(INPUT_NAME, (1, h, w, 3), (opt, h, w, 3), (max_batch, h, w, 3))
+    config.add_optimization_profile(profile)
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:  # the builder logs why; fast-reid's exporter crashed later on this None
+        raise RuntimeError(f"TensorRT {trt.__version__} failed to build an engine from {onnx_path} (see the log above)")
+    engine_path = Path(engine_path)
+    with atomic_path(engine_path) as tmp:
+        tmp.write_bytes(bytes(plan))
+    sidecar = {"format": ENGINE_FORMAT, "modality": as_modality(modality).value, **platform, "precision": "fp16" if fp16 else "fp32",
+               "strongly_typed": bool(fp16), "onnx": Path(onnx_path).name, "onnx_sha256": sha256_file(onnx_path),
+               "profile": {"min": 1, "opt": opt, "max": max_batch}, "input_size": list(input_size),
+               "workspace_mib": workspace_mib}
+    write_json(sidecar_path(engine_path), sidecar)
+    return sidecar
+
+
+def build_engines(export_dir: str | Path, fp16: bool = False, max_batch: int | None = None,
+                  opt_batch: int | None = None) -> dict[str, Any]:
+    """Build one engine per modality in an export directory, check parity against ONNX Runtime CPU, and record
+    everything under `tensorrt` in `export.json`.
+
+    Raises:
+        TensorRTUnavailable (naming TensorRT) when TensorRT or a CUDA device is missing; the export directory
+        then holds `build_engines.sh` with the trtexec command lines to run on the target.
+    """
+    export_dir = Path(export_dir)
+    record = read_export_json(export_dir)
+    max_batch = max_batch or int(record["max_batch"])
+    reason = tensorrt_missing()
+    if reason:
+        script, lines = write_trtexec_script(export_dir, fp16, max_batch, opt_batch)
+        raise TensorRTUnavailable(f"{reason}. The ONNX graphs are in {export_dir}; build the engines on the target "
+                                  f"with the trtexec commands in {script}:\n  " + "\n  ".join(lines))
+    precision = "fp16" if fp16 else "fp32"
+    engines = {}
+    for modality in Modality:
+        onnx_path = export_dir / _onnx_name(record, modality, precision, export_dir)
+        engine_path = export_dir / engine_filename(modality, fp16)
+        sidecar = build_engine(onnx_path, engine_path, modality, tuple(record["input_size"]), max_batch,
+                               opt_batch, fp16)
+        sidecar["parity"] = engine_parity(engine_path, export_dir / record["files"][modality.value]["fp32"],
+                                          max_batch, PARITY_COSINE[precision])
+        write_json(sidecar_path(engine_path), sidecar)
+        if not sidecar["parity"]["passed"]:
+            raise RuntimeError(f"TensorRT parity failed for {engine_path}: {sidecar['parity']}")
+        engines[modality.value] = {"engine": engine_path.name, **sidecar}
+    record.setdefault("tensorrt", {})[precision] = engines
+    write_json(export_dir / EXPORT_JSON, record)
+    return engines
+
+
+def engine_parity(engine_path: str | Path, onnx_path: str | Path, max_batch: int, threshold: float) -> dict[str, Any]:
+    """TensorRT vs ONNX Runtime CPU (fp32 graph) at batch 1, 3 and max on deterministic images."""
+    engine = TensorRTEmbedder(engine_path)
+    reference = OnnxEmbedder(onnx_path, providers="cpu")
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(max_batch, *engine.input_size, 3), dtype=np.uint8)
+    batches = sorted({1, min(3, max_batch), max_batch})
+    expected = reference.embed(images)
+    per_batch = {str(b): float(cosine_rows(engine.embed(images[:b]), expected[:b]).min()) for b in batches}
+    return {"reference": "onnxruntime-cpu-fp32", "batches": batches, "threshold": threshold,
+            "min_cosine": per_batch, "passed": min(per_batch.values()) >= threshold}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Run
+# ---------------------------------------------------------------------------------------------------------------
+class _CudaPython:
+    """Device buffers and a non-default stream through cuda-python (no torch needed)."""
+
+    def __init__(self) -> None:
+        try:
+            from cuda.bindings import runtime as cudart
+        except ImportError:
+            from cuda import cudart
+        self.cudart = cudart
+        self.stream = self._check(cudart.cudaStreamCreate())
+        self.buffers: dict[str, tuple[int, int]] = {}
+
+    def _check(self, result):
+        err, *rest = result if isinstance(result, tuple) else (result,)
+        if int(err) != 0:
+            raise RuntimeError(f"CUDA error {err}")
+        return rest[0] if rest else None
+
+    def buffer(self, name: str, nbytes: int) -> int:
+        ptr, size = self.buffers.get(name, (0, 0))
+        if size < nbytes:
+            if ptr:
+                self._check(self.cudart.cudaFree(ptr))
+            ptr = self._check(self.cudart.cudaMalloc(nbytes))
+            self.buffers[name] = (ptr, nbytes)
+        return ptr
+
+    def to_device(self, ptr: int, array: np.ndarray) -> None:
+        kind = self.cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
+        self._check(self.cudart.cudaMemcpyAsync(ptr, array.ctypes.data, array.nbytes, kind, self.stream))
+
+    def to_host(self, array: np.ndarray, ptr: int) -> None:
+        kind = self.cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        self._check(self.cudart.cudaMemcpyAsync(array.ctypes.data, ptr, array.nbytes, kind, self.stream))
+
+    def synchronize(self) -> None:
+        self._check(self.cudart.cudaStreamSynchronize(self.stream))
+
+
+class TensorRTEmbedder(_Batching):
+    """A TensorRT engine built by sepgzoo (or trtexec), run with the v3 name-based API on a non-default stream.
+
+    Refuses an engine whose sidecar names another GPU or TensorRT version. Engines built with trtexec have
+    no sidecar: then only TensorRT's own check applies, and a warning says so.
+    """
+
+    provider = "TensorRT"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise UserError(f"TensorRT engine {self.path} does not exist (build it with `sepgzoo export --trt` "
+                            f"or {TRTEXEC_SCRIPT})")
+        platform = current_platform()
+        sidecar = read_sidecar(self.path)
+        if sidecar is None:
+            warnings.warn(f"{self.path} has no sidecar {sidecar_path(self.path).name}: cannot check that it was "
+                          "built for this GPU and TensorRT version", RuntimeWarning, stacklevel=2)
+        else:
+            check_compatible(sidecar, platform, self.path)
+        import tensorrt as trt
+
+        logger = trt.Logger(trt.Logger.WARNING)
+        trt.init_libnvinfer_plugins(logger, "")
+        self.engine = trt.Runtime(logger).deserialize_cuda_engine(self.path.read_bytes())
+        if self.engine is None:
+            raise EngineMismatch(f"TensorRT {trt.__version__} could not load {self.path} (built for another GPU or "
+                                 "TensorRT version?): rebuild it on this machine")
+        self.context = self.engine.create_execution_context()
+        _, _, max_shape = self.engine.get_tensor_profile_shape(INPUT_NAME, 0)
+        self.max_batch = int(max_shape[0])
+        self.input_size = (int(max_shape[1]), int(max_shape[2]))
+        self.embedding_dim = int(self.engine.get_tensor_shape(OUTPUT_NAME)[-1])
+        self.modality = as_modality(self.path.stem.removesuffix("_fp16")) if sidecar is None or \
+            "modality" not in sidecar else as_modality(sidecar["modality"])
+        self.cuda = _CudaPython()
+
+    def _run(self, images: np.ndarray) -> np.ndarray:
+        batch = len(images)
+        self.context.set_input_shape(INPUT_NAME, images.shape)
+        out = np.empty((batch, self.embedding_dim), dtype=np.float32)
+        src = self.cuda.buffer(INPUT_NAME, images.nbytes)
+        dst = self.cuda.buffer(OUTPUT_NAME, out.nbytes)
+        self.context.set_tensor_address(INPUT_NAME, src)
+        self.context.set_tensor_address(OUTPUT_NAME, dst)
+        self.cuda.to_device(src, images)
+        if not self.context.execute_async_v3(self.cuda.stream):
+            raise RuntimeError(f"TensorRT execution failed for {self.path}")
+        self.cuda.to_host(out, dst)
+        self.cuda.synchronize()  # buffers must not be touched before this
+        return out

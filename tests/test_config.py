@@ -1,0 +1,81 @@
+"""Recipes: base merge, --set parsing and coercion, unknown keys with suggestions, shipped recipes."""
+
+import pytest
+import yaml
+
+from sepgzoo.config import available_recipes, build_recipe, load_recipe, parse_override
+from sepgzoo.errors import UserError
+
+
+def test_paper_recipe_values():
+    r = load_recipe("sysu")
+    assert (r.data.height, r.data.width, r.data.ids_per_batch, r.data.images_per_id) == (288, 144, 8, 7)
+    assert (r.optim.lr, r.optim.milestones, r.optim.gamma, r.train.epochs) == (0.03, [30, 70], 0.1, 120)
+    assert (r.model.backbone, r.model.pretrained, r.model.parts, r.model.seg) == ("resnet50", "imagenet", 12, True)
+    assert (r.loss.id_specific, r.loss.paba, r.loss.id_parts, r.loss.margin) == (1.0, 2.5, 1.0, 0.5)
+
+
+def test_ablation_rows_differ_only_where_table_ii_says():
+    full = load_recipe("sysu").to_dict()
+    rows = {name: load_recipe(name).to_dict() for name in ("sysu_baseline", "sysu_se", "sysu_se_cc", "sysu_se_paba")}
+    def diff(d):
+        return {(s, k): v for s in d if isinstance(d[s], dict) for k, v in d[s].items() if full[s][k] != v}
+    assert diff(rows["sysu_baseline"]) == {("model", "seg"): False, ("loss", "paba"): 0.0}
+    assert diff(rows["sysu_se"]) == {("loss", "paba"): 0.0}
+    assert diff(rows["sysu_se_cc"]) == {("loss", "paba"): 0.0, ("loss", "cross_centre"): 2.5}
+    assert diff(rows["sysu_se_paba"]) == {}
+
+
+def test_every_shipped_recipe_resolves():
+    assert {"sysu", "regdb", "llcm", "synthetic", "sysu_baseline"} <= set(available_recipes())
+    for name in available_recipes():
+        assert load_recipe(name).name == name
+
+
+def test_overrides_are_yaml_typed_and_take_precedence(tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text("train: {epochs: 7, seed: 3}\noptim: {milestones: [1, 2]}\n")
+    child = tmp_path / "child.yaml"
+    child.write_text("base: base.yaml\ntrain: {epochs: 9}\n")
+    r = load_recipe(str(child), ["optim.milestones=[4,5]", "train.amp=false", "optim.lr=1e-2", "data.root=/x y"])
+    assert (r.train.epochs, r.train.seed) == (9, 3)  # dicts deep-merge
+    assert r.optim.milestones == [4, 5] and r.train.amp is False and r.optim.lr == 0.01 and r.data.root == "/x y"
+    assert load_recipe(str(child), ["optim.lr=1"]).optim.lr == 1.0  # int -> float field
+    assert yaml.safe_load(r.to_yaml())["train"]["epochs"] == 9
+
+
+def test_override_values_are_never_evaluated():
+    assert parse_override("data.root=__import__('os').system('x')")[2] == "__import__('os').system('x')"
+    with pytest.raises(UserError, match="expected int"):
+        load_recipe("sysu", ["train.epochs=2+3"])
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.epoch=5", r"unknown recipe key train.epoch \(did you mean 'epochs'\?\)"),
+        ("trian.epochs=5", r"unknown recipe section 'trian' \(did you mean 'train'\?\)"),
+        ("model.seg=maybe", "model.seg = 'maybe': expected true or false"),
+        ("eval.mode=outdoor", "eval.mode = 'outdoor': expected one of"),
+        ("train.epochs", "expected section.key=value"),
+    ],
+)
+def test_bad_overrides_name_the_key(override, message):
+    with pytest.raises(UserError, match=message):
+        load_recipe("sysu", [override])
+
+
+def test_unknown_recipe_lists_the_available_ones(tmp_path):
+    with pytest.raises(UserError, match=r"unknown recipe 'sysuu' \(did you mean 'sysu'\?\); available: .*regdb"):
+        load_recipe("sysuu")
+    with pytest.raises(UserError, match="does not exist"):
+        load_recipe(str(tmp_path / "missing.yaml"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_recipe(str(bad))
+
+
+def test_build_recipe_round_trip():
+    r = load_recipe("regdb", ["data.trial=4"])
+    assert build_recipe(r.to_dict()) == r

@@ -1,0 +1,216 @@
+"""Training and evaluation end to end on the tiny model and tiny synthetic data: CLI, resume, kill-safety, DDP."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from sepgzoo import engine, runs
+from sepgzoo.checkpoint import load_model, read_meta
+from sepgzoo.cli import main
+from sepgzoo.config import load_recipe
+
+
+def tiny_overrides(root: Path, epochs: int = 2) -> list[str]:
+    return [f"data.root={root}", "model.name=test_sepg", "model.parts=4", "model.part_dim=32", "data.height=64",
+            "data.width=32", "data.ids_per_batch=2", "data.images_per_id=2", "data.workers=0",
+            f"train.epochs={epochs}", "train.iters_per_epoch=2", "eval.trials=2", "optim.milestones=[1]"]
+
+
+def as_args(overrides: list[str]) -> list[str]:
+    return [arg for o in overrides for arg in ("--set", o)]
+
+
+def run_cli(*args: str, stdout_only: bool = False) -> tuple[int, str]:
+    """Exit code and output (stdout + stderr, or stdout alone for JSON); unexpected exceptions propagate."""
+    result = CliRunner().invoke(main, list(args))
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout if stdout_only else result.output
+
+
+@pytest.fixture(scope="module")
+def trained_run(sysu_root, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("runs") / "tiny"
+    code, out = run_cli("train", "--recipe", "synthetic", *as_args(tiny_overrides(sysu_root)), "--output", str(run))
+    assert code == 0, out
+    assert "sysu_all_single" in out and "run folder" in out
+    return run
+
+
+def test_run_folder_holds_every_file(trained_run):
+    assert {p.name for p in trained_run.iterdir()} >= {"recipe.yaml", "last.pt", "model.safetensors", "model.json",
+                                                        "metrics.json", "log.csv"}
+    state = torch.load(trained_run / "last.pt", weights_only=True)
+    assert state["epoch"] == 1 and set(state) >= {"model", "optimizer", "scheduler", "rng", "recipe"}
+    meta = read_meta(trained_run)
+    assert meta["model"] == "test_sepg" and meta["epoch"] == 2 and meta["world_size"] == 1
+    assert set(meta["versions"]) >= {"sepgzoo", "torch", "timm"} and meta["recipe"]["model"]["parts"] == 4
+    assert set(meta["metrics"]) == {"sysu_all_single", "sysu_indoor_single"}
+    log = (trained_run / "log.csv").read_text().splitlines()
+    assert len(log) == 3 and "paba" in log[0] and "images_per_s" in log[0]
+    assert [float(line.split(",")[1]) for line in log[1:]] == pytest.approx([0.03, 0.003])  # milestone at epoch 1
+
+
+def test_eval_json_matches_the_training_metrics_and_writes_plots(trained_run, tmp_path):
+    code, out = run_cli("eval", "--checkpoint", str(trained_run), "--json", "--plots", str(tmp_path / "plots"),
+                        "--device", "cpu", stdout_only=True)
+    assert code == 0, out
+    result = json.loads(out)
+    assert set(result) >= {"rank1", "rank5", "rank10", "rank20", "mAP", "mINP", "options"}
+    assert result["options"]["sampler"] == "agw" and result["options"]["flip_tta"] is False
+    metrics = json.loads((trained_run / "metrics.json").read_text())["results"]["sysu_all_single"]
+    assert result["rank1"] == pytest.approx(100 * metrics["R1"], abs=0.01)
+    assert result["mAP"] == pytest.approx(100 * metrics["mAP"], abs=0.01)
+    assert (tmp_path / "plots" / "cmc.png").stat().st_size > 1000
+    assert (tmp_path / "plots" / "tsne.png").stat().st_size > 1000
+
+
+def test_eval_flip_tta_is_labelled(trained_run):
+    code, out = run_cli("eval", "--checkpoint", str(trained_run), "--set", "eval.flip=true", "--set", "eval.trials=1")
+    assert code == 0 and "flip TTA: on" in out
+
+
+def test_resume_continues_exactly_where_a_killed_run_stopped(sysu_root, tmp_path, monkeypatch):
+    overrides = tiny_overrides(sysu_root, epochs=3) + ["train.evaluate=false"]
+    straight = engine.train(load_recipe("synthetic", overrides), output=tmp_path / "straight")
+
+    original = engine.Trainer.end_epoch
+    def killed_after_epoch_2(self, epoch, stats):
+        row = original(self, epoch, stats)
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return row
+    monkeypatch.setattr(engine.Trainer, "end_epoch", killed_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        engine.train(load_recipe("synthetic", overrides), output=tmp_path / "killed")
+    monkeypatch.setattr(engine.Trainer, "end_epoch", original)
+    assert read_meta(tmp_path / "killed")["epoch"] == 2
+
+    code, out = run_cli("train", "--resume", str(tmp_path / "killed"))
+    assert code == 0, out
+    a, _ = load_model(straight)
+    b, meta = load_model(tmp_path / "killed")
+    assert meta["epoch"] == 3
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(pa, pb, msg=name)
+    assert len((tmp_path / "killed" / "log.csv").read_text().splitlines()) == 4
+
+
+def test_crash_during_a_checkpoint_write_leaves_the_previous_one_loadable(trained_run, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.pt").write_bytes((trained_run / "last.pt").read_bytes())
+    before = torch.load(run / "last.pt", weights_only=True)
+
+    def half_write_then_die(obj, path, *args, **kwargs):
+        Path(path).write_bytes(b"PK\x03\x04 half a zip")
+        raise OSError("disk died")
+    monkeypatch.setattr(torch, "save", half_write_then_die)
+    with pytest.raises(OSError, match="disk died"):
+        runs.save_state(run, {"epoch": 99})
+    after = torch.load(run / "last.pt", weights_only=True)
+    assert after["epoch"] == before["epoch"]
+    assert [p.name for p in run.iterdir()] == ["last.pt"]  # no temporary file left behind
+
+
+def test_non_finite_loss_stops_with_a_clear_message(sysu_root, tmp_path, monkeypatch):
+    real_loss = engine.sepg_loss
+    def nan_loss(*args, **kwargs):
+        terms = real_loss(*args, **kwargs)
+        terms["total"] = terms["total"] * float("nan")
+        return terms
+    monkeypatch.setattr(engine, "sepg_loss", nan_loss)
+    code, out = run_cli("train", "--recipe", "synthetic", *as_args(tiny_overrides(sysu_root)), "--output",
+                        str(tmp_path / "nan"))
+    assert code == 1 and "loss is not finite at epoch 1, iteration 1" in out and "Traceback" not in out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--set", "data.dataset=sysu", "--set", "data.root=/no/such/SYSU"], "data.root /no/such/SYSU does not exist"),
+        (["train", "--recipe", "sysuu"], "unknown recipe 'sysuu'"),
+        (["train", "--set", "train.epoch=3"], "did you mean 'epochs'"),
+        (["eval", "--checkpoint", "/no/such/run"], "/no/such/run does not exist; expected a run folder"),
+        (["train", "--resume", "/no/such/run"], "cannot resume: /no/such/run does not exist"),
+    ],
+)
+def test_user_errors_are_one_line_messages(args, message):
+    code, out = run_cli(*args)
+    assert code != 0 and message in out and "Traceback" not in out
+
+
+def test_corrupt_and_foreign_checkpoints_are_refused(trained_run, tmp_path):
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "model.json").write_text((trained_run / "model.json").read_text())
+    (corrupt / "model.safetensors").write_bytes((trained_run / "model.safetensors").read_bytes()[:1000])
+    code, out = run_cli("eval", "--checkpoint", str(corrupt))
+    assert code != 0 and "model.safetensors is not a readable safetensors file" in out
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "model.safetensors").write_bytes((trained_run / "model.safetensors").read_bytes())
+    meta = json.loads((trained_run / "model.json").read_text())
+    meta["model_args"]["parts"] = 3  # another architecture than the weights
+    (foreign / "model.json").write_text(json.dumps(meta))
+    code, out = run_cli("eval", "--checkpoint", str(foreign))
+    assert code != 0 and "does not fit model test_sepg" in out
+
+    (foreign / "model.json").write_text(json.dumps({"format": "something-else"}))
+    code, out = run_cli("eval", "--checkpoint", str(foreign))
+    assert code != 0 and "not a sepgzoo model file" in out
+
+
+def test_regdb_checkpoint_is_refused_on_another_trial(trained_run, tmp_path, regdb_root):
+    run = tmp_path / "regdb"
+    run.mkdir()
+    (run / "model.safetensors").write_bytes((trained_run / "model.safetensors").read_bytes())
+    meta = json.loads((trained_run / "model.json").read_text())
+    meta["recipe"]["data"].update(dataset="regdb", trial=1, root=str(regdb_root))
+    (run / "model.json").write_text(json.dumps(meta))
+    code, out = run_cli("eval", "--checkpoint", str(run), "--set", "data.trial=2")
+    assert code != 0 and "trained on RegDB trial 1" in out
+    code, out = run_cli("eval", "--checkpoint", str(run), "--json", stdout_only=True)
+    assert code == 0, out
+    assert json.loads(out)["protocol"] == "regdb_v2i"
+
+
+def test_print_recipe_and_recipes_list():
+    code, out = run_cli("train", "--recipe", "sysu", "--set", "train.epochs=5", "--print-recipe")
+    assert code == 0 and "epochs: 5" in out and "backbone: resnet50" in out
+    code, out = run_cli("recipes")
+    assert code == 0 and "sysu_se_cc" in out
+
+
+def test_viz_seg_writes_the_figure(sysu_root, tmp_path):
+    image = next((sysu_root / "cam1").rglob("*.jpg"))
+    code, out = run_cli("viz", "seg", str(image), "--out", str(tmp_path / "seg.png"), "--size", "64", "32")
+    assert code == 0 and (tmp_path / "seg.png").stat().st_size > 1000
+
+
+def test_bench_train_reports_throughput_and_loss_share():
+    code, out = run_cli("bench", "train", "--model", "test_sepg", "--ids", "2", "--images-per-id", "2", "--size",
+                        "64", "32", "--steps", "1", "--device", "cpu", "--json", stdout_only=True)
+    result = json.loads(out)
+    assert code == 0 and result["images_per_s"] > 0 and 0 < result["loss_share_percent"] < 100
+
+
+def test_ddp_two_gloo_processes(sysu_root, tmp_path):
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "sepgzoo",
+           "train", "--recipe", "synthetic", *as_args(tiny_overrides(sysu_root, epochs=1)), "--set",
+           "train.evaluate=false", "--output", str(run)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "world size 2" in proc.stdout + proc.stderr
+    assert read_meta(run)["world_size"] == 2
+    log = (run / "log.csv").read_text().splitlines()
+    assert len(log) == 2 and log[1].split(",")[log[0].split(",").index("world_size")] == "2"
