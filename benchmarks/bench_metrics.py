@@ -1,7 +1,8 @@
 """Time `sepgzoo.metrics.evaluate` against an AGW-style per-query loop at SYSU multi-shot size.
 
 Usage:
-    python benchmarks/bench_metrics.py [--queries 3803] [--gallery 3010] [--repeat 3] [--loop-repeat 1] [--json out.json]
+    python benchmarks/bench_metrics.py [--queries 3803] [--gallery 3010] [--repeat 3] [--loop-repeat 1]
+        [--json out.json]
 
 The loop follows the AGW-family evaluator as described in protocols.md 2.7-2.8 (our own code): per
 query, sort the gallery, drop cam-2 items for cam-3 queries, compute the identity-deduplicated CMC
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 
@@ -91,7 +93,8 @@ def main() -> None:
     t_loop = min([first_loop] + [best_time(lambda: per_query_loop(*case), 1) for _ in range(args.loop_repeat - 1)])
     result = {"queries": args.queries, "gallery": args.gallery, "evaluate_s": round(t_ours, 4),
               "per_query_loop_s": round(t_loop, 4), "speedup": round(t_loop / t_ours, 1),
-              "numpy": np.__version__, "python": platform.python_version(), "machine": platform.processor() or "?"}
+              "numpy": np.__version__, "python": platform.python_version(), "machine": platform.machine(),
+              "cpus": os.cpu_count()}
     print(f"{args.queries} x {args.gallery}: evaluate {t_ours:.3f} s, per-query loop {t_loop:.3f} s, "
           f"speed-up {t_loop / t_ours:.1f}x (results agree to 1e-6)")
     if args.json:

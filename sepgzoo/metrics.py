@@ -49,7 +49,7 @@ def feature_distance(query_features: np.ndarray, gallery_features: np.ndarray, n
 
     Example:
         >>> d = feature_distance(np.eye(2), np.array([[1.0, 0.0]]))
-        >>> d.round(3).tolist()
+        >>> [[round(float(x), 3) for x in row] for row in d]
         [[0.0], [1.414]]
     """
     q = l2_normalize(query_features) if normalize else np.asarray(query_features, dtype=np.float32)

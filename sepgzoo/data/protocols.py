@@ -316,7 +316,8 @@ def run_trials(protocol: Protocol, query_features: np.ndarray, gallery_features:
         >>> round(100 * result["R1"], 2), result["options"]["sampler"]  # doctest: +SKIP
     """
     query_features, gallery_features = np.asarray(query_features), np.asarray(gallery_features)
-    for what, feats, pool in (("query", query_features, protocol.query), ("gallery", gallery_features, protocol.gallery)):
+    pools = (("query", query_features, protocol.query), ("gallery", gallery_features, protocol.gallery))
+    for what, feats, pool in pools:
         if feats.ndim != 2 or len(feats) != len(pool):
             raise UserError(f"{protocol.name}: {what} features have shape {feats.shape}; expected [{len(pool)}, D]")
     trials = list(range(protocol.num_trials)) if trials is None else [int(t) for t in trials]
