@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from sepgzoo.data.cli import data
+from sepgzoo.deploy_cli import bench_infer, embed, export, search
 from sepgzoo.errors import UserError
 
 SET_HELP = "Override a recipe key, e.g. --set train.epochs=5 (repeatable; values are YAML scalars or lists)."
@@ -130,6 +131,10 @@ def bench_train(model: str, ids: int, images_per_id: int, size: tuple[int, int],
 
 
 main.add_command(data)
+main.add_command(export)
+main.add_command(embed)
+main.add_command(search)
+bench.add_command(bench_infer)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -59,11 +61,15 @@ class TorchEmbedder:
         return np.concatenate(chunks) if chunks else np.zeros((0, self.embedding_dim), np.float32)
 
 
+def _one_backend(checkpoint: Path | None, model_path: Path | None) -> None:
+    if (checkpoint is None) == (model_path is None):
+        raise click.UsageError("give exactly one of --checkpoint RUN (PyTorch) or --model FILE|DIR (exported)")
+
+
 def _backends(checkpoint: Path | None, model_path: Path | None, device: str,
               batch_size: int) -> Callable[[Modality], Any]:
     """A function modality -> embedder, for exactly one of --checkpoint / --model."""
-    if (checkpoint is None) == (model_path is None):
-        raise click.UsageError("give exactly one of --checkpoint RUN (PyTorch) or --model FILE|DIR (exported)")
+    _one_backend(checkpoint, model_path)
     if checkpoint is not None:
         from sepgzoo.checkpoint import load_model
 
@@ -157,6 +163,7 @@ def export(checkpoint: Path, output: Path | None, trt: bool, fp16: bool, max_bat
 def embed(checkpoint, model_path, device, batch_size, modality, as_json, images) -> None:
     """Print the embeddings of IMAGE files (resized to the model's input size, bilinear)."""
     def body():
+        _one_backend(checkpoint, model_path)
         if modality is None and (checkpoint is not None or (model_path is not None and model_path.is_dir())):
             raise UserError("--modality is required with --checkpoint or an export directory (visible or infrared)")
         embedder = _backends(checkpoint, model_path, device, batch_size)(modality)
@@ -272,8 +279,10 @@ def _seg_onnx(size: tuple[int, int], path: Path) -> None:
             return self.seg(images.to(torch.float32).permute(0, 3, 1, 2).contiguous() / 255.0)
 
     example = torch.zeros(2, *size, 3, dtype=torch.uint8)
-    torch.onnx.export(SegGraph(), (example,), str(path), dynamo=True, opset_version=18, external_data=False,
-                      input_names=["images"], output_names=["seg"], dynamic_shapes={"images": {0: "batch"}})
+    with contextlib.redirect_stdout(io.StringIO()):  # the exporter's progress lines would break --json output
+        torch.onnx.export(SegGraph().eval(), (example,), str(path), dynamo=True, opset_version=18,
+                          external_data=False, input_names=["images"], output_names=["seg"],
+                          dynamic_shapes={"images": {0: "batch"}})
 
 
 @click.command("infer")

@@ -115,6 +115,7 @@ class Trainer:
         self.log = CsvLog(self.run_dir / "log.csv") if self.dist.is_main else None
         if self.log is not None:
             self.log.rows = [row for row in self.log.rows if int(row["epoch"]) <= self.start_epoch]  # 1-based epochs
+        self.tensorboard = _tensorboard_writer(self.run_dir) if self.dist.is_main else None
 
     def _wrap(self, model: nn.Module) -> nn.Module:
         if self.device.type == "cuda" and self.recipe.train.channels_last:
@@ -193,6 +194,10 @@ class Trainer:
         if self.dist.is_main:
             row.update(self.validate())
             self.log.append(row)
+            if self.tensorboard is not None:
+                for key, value in row.items():
+                    self.tensorboard.add_scalar(key, value, epoch + 1)
+                self.tensorboard.flush()
             save_model(self.run_dir, self.model, recipe=self.recipe.to_dict(), epoch=epoch + 1,
                        world_size=self.dist.world_size, num_train_ids=self.num_classes, selection="last epoch")
             save_state(self.run_dir, {
@@ -211,6 +216,15 @@ class Trainer:
         from sepgzoo.evaluate import evaluate_validation
 
         return evaluate_validation(self.model, self.val_samples, self.recipe, self.device)
+
+
+def _tensorboard_writer(run_dir: Path):
+    """TensorBoard event files in the run folder when tensorboard is installed; None otherwise."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 
 
 def _format_row(row: dict[str, Any]) -> str:

@@ -147,7 +147,8 @@ def trtexec_command(onnx_path: str | Path, engine_path: str | Path, input_size: 
                     workspace_mib: int = DEFAULT_WORKSPACE_MIB) -> list[str]:
     """The trtexec argument list that builds one engine with a min 1 / opt / max batch profile.
 
-    Valid on TensorRT 10.x and 11.x. For fp16 pass the fp16 ONNX: `--stronglyTyped` makes TensorRT 10
+    Valid on TensorRT 10.x and 11.x. `--noTF32`: TF32 MatMuls (on by default on Ampere and later) would
+    round SEG's DFT to a 10-bit mantissa. For fp16 pass the fp16 ONNX: `--stronglyTyped` makes TensorRT 10
     keep its fp32 islands (SEG, L2 norm); on 11.x networks are always strongly typed and the flag is a no-op.
 
     Example:
@@ -163,7 +164,7 @@ def trtexec_command(onnx_path: str | Path, engine_path: str | Path, input_size: 
     shape = lambda n: f"{INPUT_NAME}:{n}x{h}x{w}x3"  # noqa: E731
     command = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={engine_path}", f"--minShapes={shape(1)}",
                f"--optShapes={shape(opt)}", f"--maxShapes={shape(max_batch)}",
-               f"--memPoolSize=workspace:{workspace_mib}"]
+               f"--memPoolSize=workspace:{workspace_mib}", "--noTF32"]
     if fp16:
         command.append("--stronglyTyped")
     return command
@@ -209,8 +210,8 @@ def write_trtexec_script(export_dir: str | Path, fp16: bool = False, max_batch: 
 # ---------------------------------------------------------------------------------------------------------------
 # Build
 # ---------------------------------------------------------------------------------------------------------------
-def build_engine(onnx_path: str | Path, engine_path: str | Path, modality: str | Modality, input_size: tuple[int, int],
-                 max_batch: int, opt_batch: int | None = None, fp16: bool = False,
+def build_engine(onnx_path: str | Path, engine_path: str | Path, modality: str | Modality,
+                 input_size: tuple[int, int], max_batch: int, opt_batch: int | None = None, fp16: bool = False,
                  workspace_mib: int = DEFAULT_WORKSPACE_MIB) -> dict[str, Any]:
     """Build one engine with the TensorRT Python API and write it with its sidecar; returns the sidecar.
 
@@ -244,6 +245,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, modality: str |
         raise RuntimeError(f"TensorRT {trt.__version__} could not parse {onnx_path}:\n  {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
+    config.clear_flag(trt.BuilderFlag.TF32)  # TF32 would round SEG's DFT MatMuls (as trtexec --noTF32)
     h, w = input_size
     profile = builder.create_optimization_profile()
     profile.set_shape(INPUT_NAME, (1, h, w, 3), (opt, h, w, 3), (max_batch, h, w, 3))
@@ -254,7 +256,8 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, modality: str |
     engine_path = Path(engine_path)
     with atomic_path(engine_path) as tmp:
         tmp.write_bytes(bytes(plan))
-    sidecar = {"format": ENGINE_FORMAT, "modality": as_modality(modality).value, **platform, "precision": "fp16" if fp16 else "fp32",
+    sidecar = {"format": ENGINE_FORMAT, "modality": as_modality(modality).value, **platform,
+               "precision": "fp16" if fp16 else "fp32",
                "strongly_typed": bool(fp16), "onnx": Path(onnx_path).name, "onnx_sha256": sha256_file(onnx_path),
                "profile": {"min": 1, "opt": opt, "max": max_batch}, "input_size": list(input_size),
                "workspace_mib": workspace_mib}

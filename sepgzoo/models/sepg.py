@@ -135,7 +135,7 @@ class SEPGNet(nn.Module):
         shared = self.trunk(self.prepare(x, modality))
         return shared, self.specific[modality.value](shared)
 
-    def _parts(self, shared: Tensor, specific: Tensor) -> tuple[Tensor, Tensor | None]:
+    def forward_parts(self, shared: Tensor, specific: Tensor) -> tuple[Tensor, Tensor | None]:
         """Part features [parts, B, part_dim] and part logits [parts, B, classes] (None without classes)."""
         weighted = shared * spatial_attention(specific, shared.shape[-2:])
         stripes = stripe_pool(weighted, self.parts)  # [B, parts, C]
@@ -146,7 +146,7 @@ class SEPGNet(nn.Module):
 
     def forward_head(self, shared: Tensor, specific: Tensor) -> Tensor:
         """Eval embedding: the L2-normalised part features, concatenated -> [B, parts * part_dim]."""
-        features, _ = self._parts(shared, specific)
+        features, _ = self.forward_parts(shared, specific)
         return l2_normalise(features).permute(1, 0, 2).reshape(shared.shape[0], self.num_features)
 
     # -- forward -----------------------------------------------------------------------------------------------
@@ -170,7 +170,7 @@ class SEPGNet(nn.Module):
         for name, shared in zip(MODALITIES, (shared_vis, shared_ir)):
             specific = self.specific[name](shared)
             _, logits = self.global_head[name](specific.mean(dim=(-2, -1)))
-            features, plogits = self._parts(shared, specific)
+            features, plogits = self.forward_parts(shared, specific)
             global_logits.append(logits)
             part_features.append(features)
             part_logits.append(plogits)

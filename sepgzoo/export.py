@@ -1,0 +1,434 @@
+"""ONNX export: one self-contained graph per modality with preprocessing and SEG inside, graph checks, parity checks.
+
+Graph contract (both modalities): input `images` uint8 [batch, H, W, 3] RGB (infrared as 3-channel grey),
+output `embeddings` float32 [batch, D]; inside: Cast -> NHWC->NCHW -> /255 -> SEG (visible only, MatMul
+DFT, fp32) -> (x - mean) / std -> network -> per-part L2 normalisation. Only the batch axis is dynamic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from sepgzoo.atomic import atomic_path, write_json
+from sepgzoo.errors import UserError
+from sepgzoo.modality import Modality, as_modality
+from sepgzoo.models.layers import l2_normalise
+from sepgzoo.runtime import (EXPORT_JSON, FORMAT, INPUT_NAME, OUTPUT_NAME, cosine_rows, read_export_json,
+                             sha256_file)
+from sepgzoo.seg import SpectralEnhance
+
+DEFAULT_OPSET = 18  # the dynamo exporter's own op library targets 18; TensorRT 10.0 parses 9-20 (deploy.md 3, 8)
+DEFAULT_MAX_BATCH = 32
+PARITY_COSINE = {"fp32": 0.9999, "fp16": 0.999}
+# Ops no deployment target should see: DFT (no ORT-CUDA kernel, TensorRT < 11.2 cannot parse it), STFT, and the
+# control flow a static image model never needs.
+FORBIDDEN_OPS = {"DFT", "STFT", "If", "Loop", "Scan"}
+STANDARD_DOMAINS = {"", "ai.onnx"}
+
+
+class ExportError(RuntimeError):
+    """The exported graph is wrong: a forbidden op, a wrong opset or signature, or a failed parity check."""
+
+
+def onnx_filename(modality: str | Modality, fp16: bool = False) -> str:
+    """`visible.onnx`, `infrared_fp16.onnx`, ..."""
+    return f"{as_modality(modality).value}{'_fp16' if fp16 else ''}.onnx"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The exported module
+# ---------------------------------------------------------------------------------------------------------------
+class EmbeddingGraph(nn.Module):
+    """What gets exported for one modality: uint8 NHWC images -> float32 embeddings [B, D].
+
+    Args:
+        model: an SEPGNet in eval mode (its SEG is replaced by the MatMul form if it uses torch.fft).
+        modality: "visible" or "infrared"; a Python constant, so each modality is its own graph.
+        fp16: run the network in float16; the input cast, SEG, the normalisation and the final L2
+            normalisation stay in float32 (SEG's phase of small frequencies is sensitive to rounding, and
+            the L2 clamp epsilon underflows in fp16).
+
+    Example:
+        >>> graph = EmbeddingGraph(model, "visible")
+        >>> emb = graph(torch.randint(0, 256, (2, 288, 144, 3), dtype=torch.uint8))
+    """
+
+    def __init__(self, model: nn.Module, modality: str | Modality, fp16: bool = False) -> None:
+        super().__init__()
+        self.modality = as_modality(modality)
+        self.fp16 = fp16
+        model = copy.deepcopy(model).eval()
+        if model.seg is not None and model.seg.impl != "matmul":
+            model.seg = SpectralEnhance(model.input_size, "matmul")  # no parameters: an exact swap
+        if fp16:
+            mean, std = model.mean.float(), model.std.float()
+            model = model.half()
+            model.mean, model.std = mean, std
+            if model.seg is not None:
+                model.seg.float()
+        self.model = model
+        self.eval()
+
+    def forward(self, images: Tensor) -> Tensor:
+        # .contiguous() after the permute: without it the exporter may emit Range/Gather index arithmetic.
+        x = images.to(torch.float32).permute(0, 3, 1, 2).contiguous() / 255.0
+        if not self.fp16:
+            return self.model(x, modality=self.modality)
+        model = self.model
+        x = model.prepare(x, self.modality).to(torch.float16)
+        shared = model.trunk(x)
+        specific = model.specific[self.modality.value](shared)
+        features, _ = model.forward_parts(shared, specific)  # [parts, B, part_dim]; the same code as forward_head
+        embedding = l2_normalise(features.to(torch.float32)).permute(1, 0, 2)
+        return embedding.reshape(images.shape[0], model.num_features)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Graph inspection
+# ---------------------------------------------------------------------------------------------------------------
+def _all_nodes(graph) -> list:
+    """Every node of a graph, including those of subgraphs held in attributes."""
+    nodes = []
+    for node in graph.node:
+        nodes.append(node)
+        for attr in node.attribute:
+            if attr.g is not None and attr.HasField("g"):
+                nodes.extend(_all_nodes(attr.g))
+            for sub in attr.graphs:
+                nodes.extend(_all_nodes(sub))
+    return nodes
+
+
+def opset_version(model_proto) -> int | None:
+    """The default-domain (ai.onnx) opset a model declares."""
+    for entry in model_proto.opset_import:
+        if entry.domain in STANDARD_DOMAINS:
+            return int(entry.version)
+    return None
+
+
+def graph_problems(model_proto, input_size: tuple[int, int] | None = None, embedding_dim: int | None = None,
+                   opset: int | None = None) -> list[str]:
+    """Everything in an exported graph that breaks the deployment contract; an empty list means it is fine.
+
+    Checks: no DFT/STFT or control flow; only standard-domain ops (no ATen fallback, no custom domains,
+    no local functions); no Range op and no Gather with computed indices (the index arithmetic that
+    strided views leave behind); the opset; one uint8 input [batch, H, W, 3] and one float32 output
+    [batch, D] with only the batch axis dynamic.
+
+    Args:
+        model_proto: an `onnx.ModelProto`.
+        input_size: expected (H, W), or None to skip.
+        embedding_dim: expected D, or None to skip.
+        opset: expected default-domain opset, or None to skip.
+
+    Example:
+        >>> assert not graph_problems(onnx.load("visible.onnx"), (288, 144), 6144, opset=18)
+    """
+    import onnx
+
+    problems = []
+    graph = model_proto.graph
+    constants = {init.name for init in graph.initializer}
+    constants |= {out for node in graph.node if node.op_type == "Constant" for out in node.output}
+    for node in [*_all_nodes(graph), *(n for f in model_proto.functions for n in f.node)]:
+        label = f"{node.op_type} node {node.name!r}"
+        if node.op_type in FORBIDDEN_OPS:
+            problems.append(f"{label}: {node.op_type} is not allowed in a deployable graph")
+        if node.domain not in STANDARD_DOMAINS or node.op_type.lower().startswith("aten"):
+            problems.append(f"{label} is in domain {node.domain!r} (ATen fallback or custom op)")
+        if node.op_type == "Range":
+            problems.append(f"{label}: Range (index arithmetic, typically from a strided view)")
+        if node.op_type == "Gather" and len(node.input) > 1 and node.input[1] not in constants:
+            problems.append(f"{label}: Gather with computed indices {node.input[1]!r} (index arithmetic)")
+    if model_proto.functions:
+        problems.append(f"graph has {len(model_proto.functions)} local functions; expected them inlined")
+    if opset is not None and opset_version(model_proto) != opset:
+        problems.append(f"graph declares opset {opset_version(model_proto)}, expected {opset}")
+
+    def dims(value) -> list:
+        return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+    inputs, outputs = list(graph.input), list(graph.output)
+    if [i.name for i in inputs] != [INPUT_NAME] or [o.name for o in outputs] != [OUTPUT_NAME]:
+        problems.append(f"inputs {[i.name for i in inputs]} / outputs {[o.name for o in outputs]}, "
+                        f"expected [{INPUT_NAME!r}] / [{OUTPUT_NAME!r}]")
+        return problems
+    in_dims, out_dims = dims(inputs[0]), dims(outputs[0])
+    if inputs[0].type.tensor_type.elem_type != onnx.TensorProto.UINT8:
+        problems.append(f"input {INPUT_NAME!r} is not uint8")
+    if outputs[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+        problems.append(f"output {OUTPUT_NAME!r} is not float32")
+    if len(in_dims) != 4 or not isinstance(in_dims[0], str) or any(isinstance(d, str) for d in in_dims[1:]):
+        problems.append(f"input dims {in_dims}: expected [batch, H, W, 3] with only the batch axis dynamic")
+    elif input_size is not None and in_dims[1:] != [*input_size, 3]:
+        problems.append(f"input dims {in_dims}: expected [batch, {input_size[0]}, {input_size[1]}, 3]")
+    if len(out_dims) != 2 or not isinstance(out_dims[0], str) or isinstance(out_dims[1], str):
+        problems.append(f"output dims {out_dims}: expected [batch, D] with only the batch axis dynamic")
+    elif embedding_dim is not None and out_dims[1] != embedding_dim:
+        problems.append(f"output dims {out_dims}: expected D = {embedding_dim}")
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Parity
+# ---------------------------------------------------------------------------------------------------------------
+def parity_images(count: int, input_size: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """Deterministic uint8 test images [count, H, W, 3]: smooth colour gradients plus noise (not pure noise,
+    which has an unrealistically flat spectrum for SEG)."""
+    rng = np.random.default_rng(seed)
+    h, w = input_size
+    yy, xx = np.meshgrid(np.linspace(0, 1, h), np.linspace(0, 1, w), indexing="ij")
+    images = []
+    for _ in range(count):
+        a, b, c = rng.uniform(-1, 1, size=(3, 3))
+        base = np.stack([a[i] * yy + b[i] * xx + c[i] for i in range(3)], axis=-1)
+        noisy = 127.5 + 60 * base + rng.normal(0, 25, size=(h, w, 3))
+        images.append(np.clip(noisy, 0, 255).astype(np.uint8))
+    return np.stack(images)
+
+
+@torch.no_grad()
+def torch_reference(model: nn.Module, images: np.ndarray, modality: str | Modality) -> np.ndarray:
+    """PyTorch embeddings of uint8 NHWC images through the model's own eval call (not through EmbeddingGraph)."""
+    device = next(model.parameters()).device
+    x = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float() / 255.0
+    return model(x, modality=as_modality(modality)).float().cpu().numpy()
+
+
+def check_parity(session, model: nn.Module, modality: str | Modality, max_batch: int, threshold: float,
+                 seed: int = 0) -> dict[str, Any]:
+    """ONNX Runtime vs PyTorch at batch 1, 3 and `max_batch`, plus batch invariance of the ONNX outputs.
+
+    Returns a JSON-able record (`min_cosine` per batch, `batch_invariance_min_cosine`, `passed`).
+    """
+    batches = sorted({1, min(3, max_batch), max_batch})
+    images = parity_images(max_batch, tuple(model.input_size), seed)
+    reference = torch_reference(model, images, modality)
+    outputs, per_batch = {}, {}
+    for batch in batches:
+        out = session.run([OUTPUT_NAME], {INPUT_NAME: images[:batch]})[0]
+        if out.shape != reference[:batch].shape or not np.isfinite(out).all():
+            raise ExportError(f"ONNX Runtime returned shape {out.shape} (finite: {np.isfinite(out).all()}) at batch "
+                              f"{batch}; expected {reference[:batch].shape}, finite")
+        outputs[batch] = out
+        per_batch[str(batch)] = float(cosine_rows(out, reference[:batch]).min())
+    largest = outputs[max(batches)]
+    invariance = min(float(cosine_rows(outputs[b], largest[:b]).min()) for b in batches)
+    passed = min(per_batch.values()) >= threshold and invariance >= threshold
+    return {"reference": "pytorch-cpu-fp32", "runtime": "onnxruntime " + session.get_providers()[0],
+            "batches": batches, "threshold": threshold, "min_cosine": per_batch,
+            "batch_invariance_min_cosine": invariance, "passed": bool(passed)}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Export
+# ---------------------------------------------------------------------------------------------------------------
+def onnx_versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+    import onnxscript
+
+    from sepgzoo.checkpoint import versions
+
+    return {**versions(), "onnx": onnx.__version__, "onnxscript": onnxscript.__version__,
+            "onnxruntime": onnxruntime.__version__}
+
+
+def model_metadata(model: nn.Module, modality: str | Modality | None = None, **extra: Any) -> dict[str, Any]:
+    """The record stored in `metadata_props` and `export.json`: what the graph expects and returns."""
+    record = {
+        "format": FORMAT,
+        "model": getattr(model, "model_name", type(model).__name__),
+        "input": {"name": INPUT_NAME, "dtype": "uint8", "layout": "NHWC", "channels": "RGB (infrared: grey x3)",
+                  "height": model.input_size[0], "width": model.input_size[1], "value_range": [0, 255],
+                  "resize": "bilinear to H x W, no crop (PIL Image.BILINEAR)"},
+        "input_size": list(model.input_size),
+        "mean": [float(v) for v in model.mean.flatten()],
+        "std": [float(v) for v in model.std.flatten()],
+        "normalisation_in_graph": True,
+        "output": {"name": OUTPUT_NAME, "dtype": "float32", "dim": model.num_features,
+                   "l2_normalised": f"per part ({model.parts} parts x {model.part_dim}); norm of the whole vector "
+                                    f"is sqrt({model.parts})", "distance": "cosine"},
+        "embedding_dim": model.num_features,
+        "seg": {"in_graph": model.seg is not None, "impl": "matmul", "dtype": "float32", "modalities": ["visible"]},
+    }
+    if modality is not None:
+        record["modality"] = as_modality(modality).value
+    record.update(extra)
+    return record
+
+
+def _set_metadata(model_proto, metadata: dict[str, Any]) -> None:
+    """Write metadata into `metadata_props`: strings as they are, everything else JSON-encoded."""
+    del model_proto.metadata_props[:]
+    for key, value in metadata.items():
+        entry = model_proto.metadata_props.add()
+        entry.key = f"sepgzoo.{key}"
+        entry.value = value if isinstance(value, str) else json.dumps(value)
+
+
+def read_metadata(path_or_proto) -> dict[str, Any]:
+    """The `sepgzoo.*` metadata of an exported ONNX file (values JSON-decoded where they were encoded)."""
+    import onnx
+
+    proto = onnx.load(str(path_or_proto), load_external_data=False) if isinstance(path_or_proto, (str, Path)) \
+        else path_or_proto
+    out = {}
+    for entry in proto.metadata_props:
+        if entry.key.startswith("sepgzoo."):
+            try:
+                out[entry.key[len("sepgzoo."):]] = json.loads(entry.value)
+            except json.JSONDecodeError:
+                out[entry.key[len("sepgzoo."):]] = entry.value
+    return out
+
+
+def _trace(graph: EmbeddingGraph, opset: int):
+    """Dynamo export of an EmbeddingGraph -> onnx.ModelProto (exporter chatter captured, shown only on failure)."""
+    h, w = graph.model.input_size
+    # Trace at batch 2: torch.export specialises size-1 dimensions (deploy.md 3).
+    example = torch.zeros(2, h, w, 3, dtype=torch.uint8)
+    log = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(log), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                graph, (example,), dynamo=True, opset_version=opset, external_data=False,
+                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_shapes={"images": {0: "batch"}},
+                optimize=True,
+            )
+    except Exception as err:
+        raise ExportError(f"torch.onnx.export (dynamo) failed for {graph.modality.value}: {err}\n"
+                          f"{log.getvalue()[-3000:]}") from err
+    return program.model_proto
+
+
+@dataclass
+class OnnxExport:
+    """Result of `to_onnx`: the written file, its metadata and its parity record."""
+
+    path: Path
+    metadata: dict[str, Any]
+    parity: dict[str, Any] = field(default_factory=dict)
+
+
+def to_onnx(model: nn.Module, modality: str | Modality, path: str | Path, opset: int = DEFAULT_OPSET,
+            max_batch: int = DEFAULT_MAX_BATCH, fp16: bool = False, metadata: dict[str, Any] | None = None,
+            parity: bool = True) -> OnnxExport:
+    """Export one modality of an SEPGNet to a single self-contained ONNX file, check it, and check parity.
+
+    The file is written (atomically) only after the graph checks and, unless `parity=False`, the ONNX
+    Runtime CPU vs PyTorch parity check at batch 1, 3 and `max_batch` passed (cosine >= 0.9999, or >= 0.999
+    for fp16); otherwise ExportError is raised and nothing is written.
+
+    Args:
+        model: an SEPGNet (any SEG impl; the export uses the MatMul form).
+        modality: "visible" or "infrared".
+        path: output `.onnx` file.
+        opset: default-domain opset; verified in the written model.
+        max_batch: largest batch the parity check runs (and the TensorRT profile will allow).
+        fp16: network in float16, SEG and the final L2 normalisation in float32.
+        metadata: extra entries for `metadata_props` (e.g. the recipe).
+        parity: run the parity check (always on in `export_checkpoint`).
+
+    Example:
+        >>> model, _ = load_model("runs/sysu", seg_impl="matmul")
+        >>> to_onnx(model, "visible", "export/visible.onnx", max_batch=32).parity["min_cosine"]
+    """
+    import onnx
+    import onnxruntime as ort
+
+    modality = as_modality(modality)
+    if max_batch < 1:
+        raise UserError(f"max_batch must be >= 1, got {max_batch}")
+    model = model.eval().cpu()
+    proto = _trace(EmbeddingGraph(model, modality, fp16=fp16), opset)
+    problems = graph_problems(proto, tuple(model.input_size), model.num_features, opset=opset)
+    if problems:
+        listing = "\n  ".join(problems)
+        raise ExportError(f"exported {modality.value} graph breaks the deployment contract:\n  {listing}")
+    precision = "fp16" if fp16 else "fp32"
+    meta = model_metadata(model, modality, precision=precision, opset=opset, max_batch=max_batch,
+                          **(metadata or {}))
+    record: dict[str, Any] = {}
+    if parity:
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        record = check_parity(session, model, modality, max_batch, PARITY_COSINE[precision])
+        if not record["passed"]:
+            raise ExportError(f"parity check failed for {modality.value} ({precision}): ONNX Runtime vs PyTorch min "
+                              f"cosine per batch {record['min_cosine']}, batch invariance "
+                              f"{record['batch_invariance_min_cosine']:.6f}; required >= {record['threshold']}")
+        meta["parity"] = record
+    _set_metadata(proto, meta)
+    onnx.checker.check_model(proto, full_check=True)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        onnx.save_model(proto, str(tmp), save_as_external_data=False)
+    return OnnxExport(path=path, metadata=meta, parity=record)
+
+
+def export_checkpoint(checkpoint: str | Path, output: str | Path, fp16: bool = False,
+                      max_batch: int = DEFAULT_MAX_BATCH, opset: int = DEFAULT_OPSET) -> dict[str, Any]:
+    """Export a trained model to `output/{visible,infrared}.onnx` (+ `*_fp16.onnx`) and `output/export.json`.
+
+    Args:
+        checkpoint: run directory, `model.safetensors` or `model.json`.
+        output: directory to write into (created).
+        fp16: also write the fp16 variants.
+        max_batch: the largest batch checked for parity and recorded for the TensorRT profile.
+        opset: ONNX opset.
+
+    Returns:
+        The content of `export.json`.
+
+    Example:
+        >>> export_checkpoint("runs/sysu", "runs/sysu/export", fp16=True)["parity"]["visible"]["fp32"]
+    """
+    from timm.layers import set_layer_config
+
+    from sepgzoo.checkpoint import load_model, resolve_model_files
+
+    if max_batch < 1:
+        raise UserError(f"--max-batch must be >= 1, got {max_batch}")
+    weights, _ = resolve_model_files(checkpoint)
+    with set_layer_config(exportable=True):  # timm's export-safe layer variants, where a backbone has any
+        model, meta = load_model(checkpoint, "cpu", seg_impl="matmul")
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    source = {"checkpoint": str(Path(checkpoint)), "weights_sha256": sha256_file(weights),
+              "model_args": meta.get("model_args", {}), "versions": onnx_versions()}
+    if meta.get("recipe") is not None:
+        source["recipe"] = meta["recipe"]
+    files: dict[str, dict[str, str]] = {}
+    parity: dict[str, dict[str, Any]] = {}
+    for modality in Modality:
+        for half in (False, True) if fp16 else (False,):
+            name = onnx_filename(modality, half)
+            result = to_onnx(model, modality, output / name, opset=opset, max_batch=max_batch, fp16=half,
+                             metadata=source)
+            precision = "fp16" if half else "fp32"
+            files.setdefault(modality.value, {})[precision] = name
+            parity.setdefault(modality.value, {})[precision] = result.parity
+    record = model_metadata(model, None, opset=opset, max_batch=max_batch, **source)
+    record.update(files=files, parity=parity,
+                  sha256={name: sha256_file(output / name) for per in files.values() for name in per.values()})
+    write_json(output / EXPORT_JSON, record)
+    return record
+
+
+__all__ = ["EXPORT_JSON", "EmbeddingGraph", "ExportError", "OnnxExport", "check_parity", "export_checkpoint",
+           "graph_problems", "read_export_json", "read_metadata", "to_onnx"]
