@@ -45,9 +45,18 @@ def save_model(directory: str | Path, model: nn.Module, **meta: Any) -> Path:
         safetensors.torch.save_file(state, str(tmp))
     info = {"format": FORMAT, "model": model.model_name, "model_args": _jsonable(model.model_args),
             "num_classes": model.num_classes, "embedding_dim": model.num_features,
-            "input_size": list(model.input_size), "versions": versions(), **meta}
+            "input_size": list(model.input_size), "mean": model.mean.flatten().tolist(),
+            "std": model.std.flatten().tolist(), "versions": versions(), **meta}
     write_json(directory / META_NAME, info)
     return directory / WEIGHTS_NAME
+
+
+def update_meta(path: str | Path, **fields: Any) -> dict[str, Any]:
+    """Add or replace fields of a model folder's `model.json` (atomically); returns the new content."""
+    _, meta_path = resolve_model_files(path)
+    meta = {**read_meta(path), **fields}
+    write_json(meta_path, meta)
+    return meta
 
 
 def _jsonable(args: dict[str, Any]) -> dict[str, Any]:

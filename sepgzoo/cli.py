@@ -9,6 +9,7 @@ import click
 from sepgzoo.data.cli import data
 from sepgzoo.deploy_cli import bench_infer, embed, export, search
 from sepgzoo.errors import UserError
+from sepgzoo.zoo_cli import weights_option, zoo
 
 SET_HELP = "Override a recipe key, e.g. --set train.epochs=5 (repeatable; values are YAML scalars or lists)."
 
@@ -58,13 +59,17 @@ def train(recipe_name: str, overrides: tuple[str, ...], output: str | None, resu
 
 
 @main.command(name="eval")
-@click.option("--checkpoint", required=True, type=click.Path(), help="Run folder or its model.safetensors.")
+@click.option("--checkpoint", type=click.Path(), help="Run folder or its model.safetensors.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON (percent).")
 @click.option("--plots", type=click.Path(file_okay=False), help="Write cmc.png and tsne.png into this folder.")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
-def eval_command(checkpoint: str, overrides: tuple[str, ...], as_json: bool, plots: str | None, device: str) -> None:
+@weights_option
+def eval_command(checkpoint: str | None, overrides: tuple[str, ...], as_json: bool, plots: str | None,
+                 device: str) -> None:
     """Evaluate a trained model with its recipe's protocol (10 trials; SYSU all and indoor)."""
+    if checkpoint is None:
+        raise click.UsageError("give --checkpoint RUN or --weights NAME.TAG")
     from sepgzoo.engine import resolve_device
     from sepgzoo.evaluate import evaluate_run, format_table, summarise
 
@@ -131,6 +136,7 @@ def bench_train(model: str, ids: int, images_per_id: int, size: tuple[int, int],
 
 
 main.add_command(data)
+main.add_command(zoo)
 main.add_command(export)
 main.add_command(embed)
 main.add_command(search)

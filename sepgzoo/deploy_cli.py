@@ -16,6 +16,7 @@ import numpy as np
 from sepgzoo.errors import UserError
 from sepgzoo.modality import Modality, as_modality
 from sepgzoo.runtime import list_images, load_images, open_model, rank
+from sepgzoo.zoo_cli import weights_option
 
 MODALITY_HELP = "visible or infrared"
 
@@ -102,17 +103,24 @@ _backend_options = [
 def backend_options(fn):
     for option in reversed(_backend_options):
         fn = option(fn)
-    return fn
+    return weights_option(fn)
+
+
+def _zoo_name(checkpoint: Path) -> str | None:
+    """The zoo name of a folder that `--weights` materialised, else None."""
+    from sepgzoo.checkpoint import read_meta
+
+    return read_meta(checkpoint).get("zoo")
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # export
 # ---------------------------------------------------------------------------------------------------------------
 @click.command("export")
-@click.option("--checkpoint", required=True, type=click.Path(exists=True, path_type=Path),
+@click.option("--checkpoint", type=click.Path(exists=True, path_type=Path),
               help="Run directory, model.safetensors or model.json.")
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Export directory [default: <checkpoint dir>/export].")
+              help="Export directory [default: <checkpoint dir>/export; with --weights: ./<name>-export].")
 @click.option("--trt", is_flag=True, help="Also build TensorRT engines (or print the trtexec commands).")
 @click.option("--fp16", is_flag=True, help="Also write fp16 graphs (SEG and the L2 norm stay fp32); fp16 engines.")
 @click.option("--max-batch", type=click.IntRange(min=1), default=32, show_default=True,
@@ -120,13 +128,18 @@ def backend_options(fn):
 @click.option("--opt-batch", type=click.IntRange(min=1), default=None,
               help="Batch TensorRT tunes for [default: max-batch / 2, at most 16].")
 @click.option("--opset", type=click.IntRange(min=7), default=18, show_default=True)
-def export(checkpoint: Path, output: Path | None, trt: bool, fp16: bool, max_batch: int, opt_batch: int | None,
-           opset: int) -> None:
+@weights_option
+def export(checkpoint: Path | None, output: Path | None, trt: bool, fp16: bool, max_batch: int,
+           opt_batch: int | None, opset: int) -> None:
     """Export a trained model to ONNX (one graph per modality) with parity checks; optionally TensorRT engines."""
     from sepgzoo.export import ExportError, export_checkpoint
     from sepgzoo.tensorrt import TensorRTUnavailable, build_engines
 
-    output = output or (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "export"
+    if checkpoint is None:
+        raise click.UsageError("give --checkpoint RUN or --weights NAME.TAG")
+    zoo_name = _zoo_name(checkpoint)
+    output = output or (Path(f"{zoo_name}-export") if zoo_name else
+                        (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "export")
     if opt_batch is not None and opt_batch > max_batch:
         raise click.BadParameter(f"--opt-batch {opt_batch} is larger than --max-batch {max_batch}")
     try:

@@ -199,7 +199,8 @@ class Trainer:
                     self.tensorboard.add_scalar(key, value, epoch + 1)
                 self.tensorboard.flush()
             save_model(self.run_dir, self.model, recipe=self.recipe.to_dict(), epoch=epoch + 1,
-                       world_size=self.dist.world_size, num_train_ids=self.num_classes, selection="last epoch")
+                       world_size=self.dist.world_size, num_train_ids=self.num_classes, selection="last epoch",
+                       hardware=describe_hardware(self.device, self.dist.world_size))
             save_state(self.run_dir, {
                 "epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng_state(),
@@ -216,6 +217,15 @@ class Trainer:
         from sepgzoo.evaluate import evaluate_validation
 
         return evaluate_validation(self.model, self.val_samples, self.recipe, self.device)
+
+
+def describe_hardware(device: torch.device, world_size: int) -> str:
+    """e.g. "1 x NVIDIA H100 80GB HBM3" or "1 process x CPU (x86_64, 2 threads)", for model.json and the zoo."""
+    if device.type == "cuda":
+        return f"{world_size} x {torch.cuda.get_device_name(device)}"
+    import platform
+
+    return f"{world_size} process(es) x CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def _tensorboard_writer(run_dir: Path):

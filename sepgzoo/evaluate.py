@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from sepgzoo.atomic import write_json
 from sepgzoo.build import open_dataset
-from sepgzoo.checkpoint import load_model, read_meta, save_model
+from sepgzoo.checkpoint import load_model, read_meta, update_meta
 from sepgzoo.config import Recipe, recipe_from_dict
 from sepgzoo.data.datasets import INFRARED, VISIBLE, Sample
 from sepgzoo.data.protocols import build_protocol, run_trials
@@ -138,12 +138,8 @@ def evaluate_run(path: str | Path, overrides: list[str] | tuple[str, ...] = (), 
     if write:
         directory = Path(path) if Path(path).is_dir() else Path(path).parent
         write_json(directory / "metrics.json", report)
-        save_model(directory, model, **{k: v for k, v in meta.items() if k not in _MODEL_KEYS},
-                   metrics=summarise(results))
+        update_meta(directory, metrics=summarise(results))
     return report
-
-
-_MODEL_KEYS = ("format", "model", "model_args", "num_classes", "embedding_dim", "input_size", "versions", "metrics")
 
 
 def summarise(results: dict[str, Any]) -> dict[str, dict[str, float]]:

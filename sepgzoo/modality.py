@@ -2,6 +2,8 @@
 
 from enum import Enum
 
+from sepgzoo.errors import UserError
+
 
 class Modality(str, Enum):
     VISIBLE = "visible"
@@ -12,6 +14,7 @@ ALIASES = {
     "visible": Modality.VISIBLE,
     "vis": Modality.VISIBLE,
     "rgb": Modality.VISIBLE,
+    "color": Modality.VISIBLE,
     "infrared": Modality.INFRARED,
     "ir": Modality.INFRARED,
     "nir": Modality.INFRARED,
@@ -20,10 +23,10 @@ ALIASES = {
 
 
 def as_modality(value: "str | Modality") -> Modality:
-    """Parse a modality name; short forms (vis, rgb, ir, nir, thermal) are accepted as aliases."""
+    """Parse a modality name; short forms (vis, rgb, color, ir, nir, thermal) are accepted as aliases."""
     if isinstance(value, Modality):
         return value
     try:
         return ALIASES[str(value).lower()]
     except KeyError:
-        raise ValueError(f"unknown modality {value!r}: expected 'visible' or 'infrared'") from None
+        raise UserError(f"unknown modality {value!r}; expected 'visible' or 'infrared'") from None

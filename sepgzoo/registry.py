@@ -31,8 +31,10 @@ def create_model(name: str, pretrained: bool | str = False, **kwargs) -> nn.Modu
     """Build a registered model. `None` keyword values mean "the model's own default" and are dropped.
 
     Args:
-        name: a registered name (`sepg_resnet50`, `sepg`, `test_sepg`), optionally with a weights tag.
-        pretrained: backbone weights: False, True / "imagenet" (timm's), or a local weights file.
+        name: a registered name (`sepg_resnet50`, `sepg`, `test_sepg`), or `name.tag` for released weights.
+        pretrained: without a tag, the backbone's weights: False, True / "imagenet" (timm's), or a local
+            weights file. With a tag, True loads the zoo weights (sha256-verified); False builds the
+            entry's architecture untrained.
         kwargs: model arguments, e.g. `num_classes=395`, `backbone="convnext_tiny"`, `parts=6`.
 
     Example:
@@ -42,9 +44,13 @@ def create_model(name: str, pretrained: bool | str = False, **kwargs) -> nn.Modu
     arch, _, tag = name.partition(".")
     if arch not in _MODELS:
         raise UserError(f"unknown model {name!r}; available: {', '.join(list_models())}")
-    if tag:
-        raise UserError(f"no released weights named {name!r}")
     kwargs = {key: value for key, value in kwargs.items() if value is not None}
+    if tag:  # zoo weights: `sepg_resnet50.sysu`
+        from sepgzoo.zoo import get_entry, load_pretrained
+
+        if pretrained:
+            return load_pretrained(name, **kwargs)
+        return create_model(arch, **{**get_entry(name).model_args, **kwargs})
     model = _MODELS[arch](pretrained=pretrained, **kwargs)
     # What rebuilds the same architecture from a checkpoint (backbone weights are not needed for that).
     model.model_name = arch

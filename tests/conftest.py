@@ -31,3 +31,19 @@ def llcm_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("data") / "LLCM"
     write_synthetic("llcm", root, ids=9, seed=0, images_per_camera=2)
     return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory: pytest.TempPathFactory):
+    """sepgzoo's cache (synthetic data, zoo folders) goes to a temporary folder; the Hugging Face hub is offline."""
+    import os
+
+    saved = {key: os.environ.get(key) for key in ("SEPGZOO_CACHE", "HF_HUB_OFFLINE")}
+    os.environ["SEPGZOO_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

@@ -35,7 +35,7 @@ def images(batch: int, seed: int = 0) -> torch.Tensor:
 
 def test_registry_lists_the_paper_model_and_drops_none_kwargs():
     assert {"sepg", "sepg_resnet50", "test_sepg"} <= set(list_models())
-    assert list_models("sepg_*") == ["sepg_resnet50"]
+    assert list_models("sepg_*") == ["sepg_resnet50", "sepg_tiny"]
     model = create_model("test_sepg", num_classes=None, parts=None)
     assert model.parts == 6 and model.num_classes == 0
     with pytest.raises(UserError, match="unknown model 'sepg_vgg'"):

@@ -17,14 +17,13 @@ from typing import Callable
 from PIL import Image
 
 from sepgzoo.errors import UserError
+from sepgzoo.modality import Modality, as_modality
 
 logger = logging.getLogger(__name__)
 
-VISIBLE = "visible"
-INFRARED = "infrared"
+VISIBLE = Modality.VISIBLE.value
+INFRARED = Modality.INFRARED.value
 MODALITIES = (VISIBLE, INFRARED)
-MODALITY_ALIASES = {"visible": VISIBLE, "vis": VISIBLE, "rgb": VISIBLE, "color": VISIBLE,
-                    "infrared": INFRARED, "ir": INFRARED, "nir": INFRARED, "thermal": INFRARED}
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 
 
@@ -47,10 +46,7 @@ class Sample:
 
 def normalize_modality(name: str) -> str:
     """Map "visible"/"infrared" or an accepted alias (rgb, vis, ir, nir, thermal) to the canonical word."""
-    key = str(name).lower()
-    if key not in MODALITY_ALIASES:
-        raise UserError(f"unknown modality {name!r}; expected 'visible' or 'infrared'")
-    return MODALITY_ALIASES[key]
+    return as_modality(name).value
 
 
 def load_image(path: str | Path) -> Image.Image:

@@ -23,3 +23,10 @@ def test_sepg(pretrained=False, **kwargs) -> SEPGNet:
     """Tiny model for tests and the CPU demo: timm's test_resnet, 6 parts x 64, 64 x 32 input."""
     kwargs = {"parts": 6, "part_dim": 64, "input_size": (64, 32), **kwargs}
     return SEPGNet(backbone="test_resnet", pretrained=pretrained, **kwargs)
+
+
+@register_model
+def sepg_tiny(pretrained=False, **kwargs) -> SEPGNet:
+    """CPU demo model: timm's tiny test_resnet backbone, 6 parts x 128, 64 x 32 input (about 1M parameters)."""
+    kwargs = {"parts": 6, "part_dim": 128, "input_size": (64, 32), **kwargs}
+    return SEPGNet(backbone="test_resnet", pretrained=pretrained, **kwargs)
