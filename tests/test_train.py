@@ -214,3 +214,13 @@ def test_ddp_two_gloo_processes(sysu_root, tmp_path):
     assert read_meta(run)["world_size"] == 2
     log = (run / "log.csv").read_text().splitlines()
     assert len(log) == 2 and log[1].split(",")[log[0].split(",").index("world_size")] == "2"
+
+
+def test_validation_split_is_carved_from_training_identities(sysu_root, tmp_path):
+    recipe = load_recipe("synthetic", tiny_overrides(sysu_root, epochs=1) + ["data.val_ids=2", "train.evaluate=false"])
+    trainer_run = engine.train(recipe, output=tmp_path / "val")
+    header, row = (trainer_run / "log.csv").read_text().splitlines()
+    values = dict(zip(header.split(","), row.split(",")))
+    assert 0.0 <= float(values["val_R1"]) <= 1.0 and 0.0 < float(values["val_mAP"]) <= 1.0
+    meta = read_meta(trainer_run)
+    assert meta["num_train_ids"] == 6 and meta["model_args"]["num_classes"] == 6  # 8 training ids - 2 held out
