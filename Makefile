@@ -20,5 +20,7 @@ test: setup  ## the whole test suite (CPU, offline)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 bench: setup  ## metric and training-step benchmarks (CPU here; run on a GPU machine for CUDA numbers)
+	$(BIN)/python benchmarks/bench_model.py
 	$(BIN)/python benchmarks/bench_metrics.py
 	$(BIN)/sepgzoo bench train --steps 3
+	$(BIN)/sepgzoo bench infer --iters 3

@@ -51,7 +51,8 @@ def main() -> None:
             "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
             "params_eval_path_M": round(sum(p.numel() for n, p in model.named_parameters()
                                             if not n.startswith(("specific.infrared", "global_head"))) / 1e6, 2),
-            "gflops_per_image_visible": round(counter.get_total_flops() / 2 / 1e9, 2),  # FlopCounter counts 2 per MAC
+            "gflops_per_image_visible": round(counter.get_total_flops() / 1e9, 2),  # FlopCounter: 2 FLOPs per MAC
+            "gmacs_per_image_visible": round(counter.get_total_flops() / 2 / 1e9, 2),
             "forward_ms_visible": round(1000 * timed(lambda: model(x, modality="visible"), device, args.repeats), 1),
             "forward_ms_infrared": round(1000 * timed(lambda: model(x, modality="infrared"), device, args.repeats), 1),
         }

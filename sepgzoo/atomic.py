@@ -1,4 +1,4 @@
-"""Atomic file writes: write a temporary file beside the target, flush it to disk, then rename over the target."""
+"""Atomic file writes (a temporary file beside the target, flushed, then renamed over it) and the JSON reader."""
 
 import contextlib
 import json
@@ -7,6 +7,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from sepgzoo.errors import UserError
 
 
 @contextlib.contextmanager
@@ -49,3 +51,16 @@ def write_text(path: str | Path, text: str) -> None:
 def write_json(path: str | Path, data: Any) -> None:
     """Atomically write `data` as indented JSON."""
     write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | Path, expected_format: str, hint: str = "") -> dict[str, Any]:
+    """A JSON file whose `format` field must be `expected_format`; UserError naming the file otherwise."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path} is not valid JSON ({err}){hint}") from err
+    if not isinstance(record, dict) or record.get("format") != expected_format:
+        found = record.get("format") if isinstance(record, dict) else None
+        raise UserError(f"{path} has format {found!r}, expected {expected_format!r}{hint}")
+    return record

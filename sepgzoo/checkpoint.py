@@ -4,7 +4,6 @@
 `format` (`sepgzoo-model/1`); training adds the recipe, epoch, world size, metrics and versions.
 """
 
-import json
 import platform
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from sepgzoo.atomic import atomic_path, write_json
+from sepgzoo.atomic import atomic_path, read_json, write_json
 from sepgzoo.errors import UserError
 from sepgzoo.registry import create_model
 
@@ -79,13 +78,7 @@ def resolve_model_files(path: str | Path) -> tuple[Path, Path]:
 def read_meta(path: str | Path) -> dict[str, Any]:
     """The parsed `model.json` of a model directory or file."""
     _, meta_path = resolve_model_files(path)
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as err:
-        raise UserError(f"{meta_path} is not valid JSON ({err}); expected a sepgzoo model.json") from err
-    if meta.get("format") != FORMAT:
-        raise UserError(f"{meta_path} has format {meta.get('format')!r}, expected {FORMAT!r}: not a sepgzoo model file")
-    return meta
+    return read_json(meta_path, FORMAT, ": not a sepgzoo model file")
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu", **overrides: Any) -> tuple[nn.Module, dict]:

@@ -3,7 +3,6 @@
 import os
 from dataclasses import dataclass
 
-import torch
 import torch.distributed as dist
 
 

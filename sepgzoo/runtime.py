@@ -16,12 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from sepgzoo.atomic import read_json
 from sepgzoo.errors import UserError
 from sepgzoo.modality import Modality, as_modality
 
@@ -116,13 +117,7 @@ def read_export_json(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / EXPORT_JSON
     if not path.is_file():
         raise UserError(f"{path} not found: expected an export directory written by `sepgzoo export`")
-    try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path} is not valid JSON ({err})") from err
-    if record.get("format") != FORMAT:
-        raise UserError(f"{path} has format {record.get('format')!r}, expected {FORMAT!r}")
-    return record
+    return read_json(path, FORMAT)
 
 
 def onnx_metadata(session) -> dict[str, Any]:

@@ -11,7 +11,6 @@ TensorRT pick fp16 for any layer, SEG's MatMul-DFT included, and TensorRT 11 rem
 
 from __future__ import annotations
 
-import json
 import shlex
 import subprocess
 import warnings
@@ -20,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from sepgzoo.atomic import atomic_path, write_json, write_text
+from sepgzoo.atomic import atomic_path, read_json, write_json, write_text
 from sepgzoo.errors import UserError
 from sepgzoo.modality import Modality, as_modality
 from sepgzoo.runtime import (EXPORT_JSON, INPUT_NAME, OUTPUT_NAME, OnnxEmbedder, _Batching, cosine_rows,
@@ -130,13 +129,7 @@ def read_sidecar(engine: str | Path) -> dict[str, Any] | None:
     path = sidecar_path(engine)
     if not path.is_file():
         return None
-    try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path} is not valid JSON ({err})") from err
-    if record.get("format") != ENGINE_FORMAT:
-        raise UserError(f"{path} has format {record.get('format')!r}, expected {ENGINE_FORMAT!r}")
-    return record
+    return read_json(path, ENGINE_FORMAT)
 
 
 # ---------------------------------------------------------------------------------------------------------------

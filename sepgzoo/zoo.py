@@ -6,7 +6,6 @@ metrics, the training hardware and sepgzoo version, and a licence note. Weights 
 before they are loaded.
 """
 
-import hashlib
 import importlib.resources
 import json
 import shutil
@@ -14,9 +13,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sepgzoo.atomic import atomic_path, write_json, write_text
+from sepgzoo.atomic import atomic_path, read_json, write_json, write_text
 from sepgzoo.checkpoint import META_NAME, WEIGHTS_NAME, FORMAT as MODEL_FORMAT, read_meta, resolve_model_files
 from sepgzoo.errors import UserError
+from sepgzoo.runtime import sha256_file
 
 MANIFEST_FORMAT = "sepgzoo-zoo/1"
 MANIFEST_NAME = "manifest.json"
@@ -62,9 +62,7 @@ def load_manifest(directory: Path | None = None) -> dict[str, ZooEntry]:
     path = (directory or weights_dir()) / MANIFEST_NAME
     if not path.is_file():
         return {}
-    data = json.loads(path.read_text())
-    if data.get("format") != MANIFEST_FORMAT:
-        raise UserError(f"{path} has format {data.get('format')!r}, expected {MANIFEST_FORMAT!r}")
+    data = read_json(path, MANIFEST_FORMAT)
     try:
         return {name: ZooEntry(name=name, **entry) for name, entry in data["models"].items()}
     except TypeError as err:
@@ -118,14 +116,6 @@ def render_readme(entries: dict[str, ZooEntry]) -> str:
 
 
 # -- verified loading -------------------------------------------------------------------------------------------------
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _fetch(entry: ZooEntry, directory: Path | None) -> Path:
     """The weights file of an entry: the shipped file, or a download into the cache (users' machines)."""
     if entry.file:
@@ -155,7 +145,7 @@ def materialise(name: str, directory: Path | None = None) -> Path:
     """
     entry = get_entry(name, directory)
     weights = _fetch(entry, directory)
-    actual = sha256_of(weights)
+    actual = sha256_file(weights)
     if actual != entry.sha256:
         raise UserError(f"{weights}: sha256 {actual} does not match the manifest's {entry.sha256} for {name}; "
                         "the file is corrupt or was replaced")
@@ -205,7 +195,7 @@ def publish(run: str | Path, tag: str, directory: Path | None = None, url: str |
     name = f"{meta['model']}.{tag}"
     recipe = meta["recipe"]
     entry = ZooEntry(
-        name=name, model=meta["model"], tag=tag, sha256=sha256_of(weights_path),
+        name=name, model=meta["model"], tag=tag, sha256=sha256_file(weights_path),
         size_bytes=weights_path.stat().st_size, model_args=meta["model_args"],
         input={"height": meta["input_size"][0], "width": meta["input_size"][1], "mean": meta["mean"], "std": meta["std"]},
         embedding_dim=meta["embedding_dim"], recipe=recipe.get("name", "custom"), recipe_resolved=recipe,

@@ -1,6 +1,5 @@
 """ONNX export of the tiny model: files, graph contract (no DFT, opset, signature), metadata, parity, fp16 islands."""
 
-import json
 
 import numpy as np
 import onnx

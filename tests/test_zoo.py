@@ -8,12 +8,13 @@ import torch
 from click.testing import CliRunner
 
 from sepgzoo import create_model
-from sepgzoo.checkpoint import save_model
+from sepgzoo.checkpoint import load_model, save_model
 from sepgzoo.cli import main
 from sepgzoo.config import load_recipe
 from sepgzoo.errors import UserError
 from sepgzoo.evaluate import evaluate_run
-from sepgzoo.zoo import get_entry, load_manifest, load_pretrained, materialise, publish, render_readme, sha256_of, weights_dir
+from sepgzoo.runtime import sha256_file
+from sepgzoo.zoo import load_manifest, load_pretrained, materialise, publish, render_readme, weights_dir
 
 TINY = ["model.name=test_sepg", "model.parts=4", "model.part_dim=32", "data.height=64", "data.width=32",
         "eval.trials=2", "data.workers=0"]
@@ -38,7 +39,7 @@ def test_shipped_manifest_matches_its_files_and_readme():
         assert name == f"{entry.model}.{entry.tag}"
         if entry.file:
             path = weights_dir() / entry.file
-            assert sha256_of(path) == entry.sha256 and path.stat().st_size == entry.size_bytes
+            assert sha256_file(path) == entry.sha256 and path.stat().st_size == entry.size_bytes
         assert set(entry.input) == {"height", "width", "mean", "std"}
         for metrics in entry.metrics.values():
             assert set(metrics) >= {"rank1", "mAP", "mINP"}
@@ -51,12 +52,11 @@ def test_publish_then_load_by_name_gives_identical_embeddings(evaluated_run, tmp
     assert entry.metrics == json.loads((evaluated_run / "model.json").read_text())["metrics"]
     assert entry.protocol["sysu_all_single"]["sampler"] == "agw" and entry.hardware == "test CPU"
     assert (tmp_path / "README.md").read_text() == render_readme(load_manifest(tmp_path))
-    original, loaded = create_model("test_sepg", num_classes=8, parts=4, part_dim=32, input_size=(64, 32)), None
-    original.load_state_dict(__import__("safetensors.torch").torch.load_file(str(evaluated_run / "model.safetensors")))
+    original, _ = load_model(evaluated_run)
     loaded = load_pretrained(entry.name, directory=tmp_path)
     x = torch.rand(3, 3, 64, 32)
     with torch.no_grad():
-        torch.testing.assert_close(loaded(x, "visible"), original.eval()(x, "visible"), rtol=0, atol=0)
+        torch.testing.assert_close(loaded(x, "visible"), original(x, "visible"), rtol=0, atol=0)
 
 
 def test_tampered_weights_are_refused(evaluated_run, tmp_path):
