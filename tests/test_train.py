@@ -224,3 +224,15 @@ def test_validation_split_is_carved_from_training_identities(sysu_root, tmp_path
     assert 0.0 <= float(values["val_R1"]) <= 1.0 and 0.0 < float(values["val_mAP"]) <= 1.0
     meta = read_meta(trainer_run)
     assert meta["num_train_ids"] == 6 and meta["model_args"]["num_classes"] == 6  # 8 training ids - 2 held out
+
+
+@pytest.mark.gpu
+def test_cuda_amp_training_and_evaluation(sysu_root, tmp_path):
+    """A CUDA run with AMP (float16 + GradScaler) and channels_last trains, checkpoints and evaluates."""
+    recipe = load_recipe("synthetic", tiny_overrides(sysu_root, epochs=2) + ["train.device=cuda", "train.amp=true"])
+    run = engine.train(recipe, output=tmp_path / "cuda")
+    state = torch.load(run / "last.pt", weights_only=True)
+    assert state["scaler"]["scale"] > 0
+    meta = read_meta(run)
+    assert meta["hardware"] == f"1 x {torch.cuda.get_device_name(0)}"
+    assert set(meta["metrics"]) == {"sysu_all_single", "sysu_indoor_single"}
