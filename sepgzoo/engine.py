@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from sepgzoo.atomic import write_text
 from sepgzoo.build import build_model, build_train_loader, num_classes, open_dataset, split_validation
 from sepgzoo.checkpoint import save_model
 from sepgzoo.config import OptimCfg, Recipe, recipe_from_dict
@@ -137,13 +138,9 @@ class Trainer:
         self.start_epoch = state["epoch"] + 1
 
     # -- the loop ------------------------------------------------------------------------------------------------
-    def fit(self) -> dict[str, Any]:
-        epochs = self.recipe.train.epochs
-        summary: dict[str, Any] = {}
-        for epoch in range(self.start_epoch, epochs):
-            stats = self.train_epoch(epoch)
-            summary = self.end_epoch(epoch, stats)
-        return summary
+    def fit(self) -> None:
+        for epoch in range(self.start_epoch, self.recipe.train.epochs):
+            self.end_epoch(epoch, self.train_epoch(epoch))
 
     def train_epoch(self, epoch: int) -> EpochStats:
         self.net.train()
@@ -262,8 +259,6 @@ def train(recipe: Recipe, output: str | Path | None = None, resume: str | Path |
             run_dir = new_run_dir(recipe.name, output) if dist_info.is_main else Path(output or "")
             seed_everything(recipe.train.seed + dist_info.rank)
         if dist_info.is_main and state is None:
-            from sepgzoo.atomic import write_text
-
             write_text(run_dir / "recipe.yaml", recipe.to_yaml())
         trainer = Trainer(recipe, run_dir, dist_info, device, state)
         if dist_info.is_main:
