@@ -59,28 +59,36 @@ def train(recipe_name: str, overrides: tuple[str, ...], output: str | None, resu
 
 
 @main.command(name="eval")
-@click.option("--checkpoint", type=click.Path(), help="Run folder or its model.safetensors.")
+@click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(),
+              help="Run folder or its model.safetensors; repeat it to average several runs (the 10 RegDB splits).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON (percent).")
 @click.option("--plots", type=click.Path(file_okay=False), help="Write cmc.png and tsne.png into this folder.")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
-@weights_option
-def eval_command(checkpoint: str | None, overrides: tuple[str, ...], as_json: bool, plots: str | None,
+@weights_option("checkpoints")
+def eval_command(checkpoints: tuple[str, ...], overrides: tuple[str, ...], as_json: bool, plots: str | None,
                  device: str) -> None:
-    """Evaluate a trained model with its recipe's protocol (10 trials; SYSU all and indoor)."""
-    if checkpoint is None:
+    """Evaluate a trained model with its recipe's protocol (10 trials; SYSU all and indoor).
+
+    Several --checkpoint runs (e.g. one RegDB model per split, or several seeds) are each evaluated
+    with their own recipe and the results averaged, as the papers report RegDB.
+    """
+    if not checkpoints:
         raise click.UsageError("give --checkpoint RUN or --weights NAME.TAG")
     from sepgzoo.engine import resolve_device
-    from sepgzoo.evaluate import evaluate_run, format_table, summarise
+    from sepgzoo.evaluate import evaluate_run, evaluate_runs, format_table, summarise
 
-    report = evaluate_run(checkpoint, overrides, device=resolve_device(device), plots=plots)
+    if len(checkpoints) == 1:
+        report = evaluate_run(checkpoints[0], overrides, device=resolve_device(device), plots=plots)
+    else:
+        report = evaluate_runs(checkpoints, overrides, device=resolve_device(device))
     if not as_json:
         click.echo(format_table(report))
         return
     settings = summarise(report["results"])
     first = next(iter(report["results"]))
     out = {**settings[first], "protocol": first, "options": report["results"][first]["options"],
-           "selection": report["selection"], "settings": {
+           "selection": report["selection"], "runs": report.get("runs", [str(checkpoints[0])]), "settings": {
                name: {**values, "options": report["results"][name]["options"]} for name, values in settings.items()}}
     click.echo(json.dumps(out, indent=2))
 

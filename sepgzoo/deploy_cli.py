@@ -103,7 +103,7 @@ _backend_options = [
 def backend_options(fn):
     for option in reversed(_backend_options):
         fn = option(fn)
-    return weights_option(fn)
+    return weights_option()(fn)
 
 
 def _zoo_name(checkpoint: Path) -> str | None:
@@ -128,7 +128,7 @@ def _zoo_name(checkpoint: Path) -> str | None:
 @click.option("--opt-batch", type=click.IntRange(min=1), default=None,
               help="Batch TensorRT tunes for [default: max-batch / 2, at most 16].")
 @click.option("--opset", type=click.IntRange(min=7), default=18, show_default=True)
-@weights_option
+@weights_option()
 def export(checkpoint: Path | None, output: Path | None, trt: bool, fp16: bool, max_batch: int,
            opt_batch: int | None, opset: int) -> None:
     """Export a trained model to ONNX (one graph per modality) with parity checks; optionally TensorRT engines."""

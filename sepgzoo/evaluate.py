@@ -13,7 +13,7 @@ from sepgzoo.build import open_dataset
 from sepgzoo.checkpoint import load_model, read_meta, update_meta
 from sepgzoo.config import Recipe, recipe_from_dict
 from sepgzoo.data.datasets import INFRARED, VISIBLE, Sample
-from sepgzoo.data.protocols import build_protocol, run_trials
+from sepgzoo.data.protocols import average_results, build_protocol, run_trials
 from sepgzoo.data.torchdata import ImageDataset
 from sepgzoo.data.transforms import build_test_transform
 from sepgzoo.errors import UserError
@@ -140,6 +140,29 @@ def evaluate_run(path: str | Path, overrides: list[str] | tuple[str, ...] = (), 
         write_json(directory / "metrics.json", report)
         update_meta(directory, metrics=summarise(results))
     return report
+
+
+def evaluate_runs(paths: list[str | Path] | tuple[str | Path, ...], overrides: list[str] | tuple[str, ...] = (),
+                  device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Evaluate several runs, each with its own recipe (a RegDB model on its own split), and average them.
+
+    This is how RegDB is reported: one model per split, tested on that split, the 10 results averaged.
+    Every run must be evaluated on the same protocol settings.
+    """
+    reports = [evaluate_run(path, overrides, device=device) for path in paths]
+    settings = [list(r["results"]) for r in reports]
+    if any(s != settings[0] for s in settings):
+        raise UserError(f"the runs were evaluated on different protocols ({settings}); average runs of one data set")
+    results = {}
+    for name in settings[0]:
+        per_run = [r["results"][name] for r in reports]
+        options = dict(per_run[0]["options"])
+        if "split" in options:
+            options["split"] = [r["options"]["split"] for r in per_run]
+        options["averaged_runs"] = len(per_run)
+        results[name] = average_results(per_run, name, options)
+    return {**{k: v for k, v in reports[0].items() if k != "results"}, "results": results,
+            "runs": [str(p) for p in paths], "selection": ", ".join(sorted({r["selection"] for r in reports}))}
 
 
 def summarise(results: dict[str, Any]) -> dict[str, dict[str, float]]:

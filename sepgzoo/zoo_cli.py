@@ -9,25 +9,31 @@ import click
 from sepgzoo.errors import UserError
 
 
-def weights_option(command):
-    """Add `--weights NAME.TAG`: a zoo model, sha256-verified and handed to the command as its `checkpoint`."""
+def weights_option(target: str = "checkpoint"):
+    """Add `--weights NAME.TAG`: a zoo model, sha256-verified and handed to the command as its `target` argument
+    (a path, or a one-element tuple where the command takes several checkpoints)."""
 
-    @click.option("--weights", "zoo_name", default=None, metavar="NAME.TAG",
-                  help="Released weights from the model zoo (see `sepgzoo zoo list`) instead of --checkpoint.")
-    @functools.wraps(command)
-    def wrapper(*args, zoo_name: str | None = None, **kwargs):
-        if zoo_name is not None:
-            if kwargs.get("checkpoint") is not None:
-                raise click.UsageError("give either --checkpoint or --weights, not both")
-            from sepgzoo.zoo import materialise
+    def decorate(command):
+        @click.option("--weights", "zoo_name", default=None, metavar="NAME.TAG",
+                      help="Released weights from the model zoo (see `sepgzoo zoo list`) instead of --checkpoint.")
+        @functools.wraps(command)
+        def wrapper(*args, zoo_name: str | None = None, **kwargs):
+            if zoo_name is not None:
+                given = kwargs.get(target)
+                if given:
+                    raise click.UsageError("give either --checkpoint or --weights, not both")
+                from sepgzoo.zoo import materialise
 
-            try:
-                kwargs["checkpoint"] = materialise(zoo_name)
-            except UserError as err:
-                raise click.ClickException(str(err)) from None
-        return command(*args, **kwargs)
+                try:
+                    folder = materialise(zoo_name)
+                except UserError as err:
+                    raise click.ClickException(str(err)) from None
+                kwargs[target] = (folder,) if isinstance(given, tuple) else folder
+            return command(*args, **kwargs)
 
-    return wrapper
+        return wrapper
+
+    return decorate
 
 
 @click.group()

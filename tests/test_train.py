@@ -236,3 +236,25 @@ def test_cuda_amp_training_and_evaluation(sysu_root, tmp_path):
     meta = read_meta(run)
     assert meta["hardware"] == f"1 x {torch.cuda.get_device_name(0)}"
     assert set(meta["metrics"]) == {"sysu_all_single", "sysu_indoor_single"}
+
+
+def test_eval_averages_one_run_per_regdb_split(trained_run, tmp_path, regdb_root):
+    """RegDB is reported as the mean over splits of each split's own model (protocols.md 3.3)."""
+    runs = []
+    for split in (1, 2):
+        run = tmp_path / f"regdb-{split}"
+        run.mkdir()
+        (run / "model.safetensors").write_bytes((trained_run / "model.safetensors").read_bytes())
+        meta = json.loads((trained_run / "model.json").read_text())
+        meta["recipe"]["data"].update(dataset="regdb", trial=split, root=str(regdb_root))
+        (run / "model.json").write_text(json.dumps(meta))
+        runs.append(run)
+    singles = [json.loads(run_cli("eval", "--checkpoint", str(r), "--json", stdout_only=True)[1]) for r in runs]
+    code, out = run_cli("eval", "--checkpoint", str(runs[0]), "--checkpoint", str(runs[1]), "--json",
+                        stdout_only=True)
+    assert code == 0, out
+    both = json.loads(out)
+    assert both["options"]["split"] == [1, 2] and both["options"]["averaged_runs"] == 2
+    for key in ("rank1", "mAP", "mINP"):
+        assert both[key] == pytest.approx((singles[0][key] + singles[1][key]) / 2, abs=0.011)
+    assert singles[0]["mAP"] != singles[1]["mAP"]  # two different splits, so the average means something
