@@ -58,7 +58,8 @@ def bench_training_step(model_name: str, ids: int, images_per_id: int, size: tup
             "input_size": list(size), "step_ms": round(1000 * step_time, 1),
             "images_per_s": round(2 * batch / step_time, 1), "loss_ms": round(1000 * loss_time, 2),
             "loss_share_percent": round(100 * loss_time / step_time, 2),
-            "peak_memory_mib": round(peak, 1), "peak_memory_kind": "CUDA allocated" if device.type == "cuda" else "process RSS",
+            "peak_memory_mib": round(peak, 1),
+            "peak_memory_kind": "CUDA allocated" if device.type == "cuda" else "process RSS",
             "torch": torch.__version__}
 
 

@@ -56,7 +56,7 @@ def open_dataset(cfg: DataCfg):
     """The parsed data set of a recipe (synthetic data is read as SYSU-MM01)."""
     name = "sysu" if cfg.dataset == "synthetic" else cfg.dataset
     options = {"trial": cfg.trial} if name == "regdb" else {}
-    return build_dataset(name, dataset_root(cfg), **options)
+    return build_dataset(name, dataset_root(cfg), skip_unpaired=cfg.skip_unpaired, **options)
 
 
 def split_validation(train: list[Sample], val_ids: int) -> tuple[list[Sample], list[Sample]]:

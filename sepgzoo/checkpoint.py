@@ -71,7 +71,9 @@ def resolve_model_files(path: str | Path) -> tuple[Path, Path]:
     weights, meta = directory / WEIGHTS_NAME, directory / META_NAME
     for required in (weights, meta):
         if not required.is_file():
-            raise UserError(f"{required} not found: a sepgzoo model needs {WEIGHTS_NAME} and {META_NAME} in {directory}")
+            raise UserError(
+                f"{required} not found: a sepgzoo model needs {WEIGHTS_NAME} and {META_NAME} in {directory}"
+            )
     return weights, meta
 
 

@@ -33,6 +33,7 @@ class DataCfg:
     erasing: float = 0.5  # random erasing probability
     synthetic_ids: int = 48  # identities of the generated data set (dataset: synthetic)
     val_ids: int = 0  # training identities held out as a validation split (0: none; selection never uses test)
+    skip_unpaired: bool = False  # drop (and log) training identities seen in one modality only, instead of an error
 
 
 @dataclass(frozen=True)
@@ -244,7 +245,8 @@ def _build_section(name: str, cls: type, values: Any) -> Any:
     kwargs = {}
     for key, value in values.items():
         if key not in known:
-            raise UserError(f"unknown recipe key {name}.{key}{_did_you_mean(key, known)}; {name} keys: {', '.join(known)}")
+            hint = _did_you_mean(key, known)
+            raise UserError(f"unknown recipe key {name}.{key}{hint}; {name} keys: {', '.join(known)}")
         kwargs[key] = _coerce(value, hints[key], f"{name}.{key}")
     return cls(**kwargs)
 
@@ -257,7 +259,8 @@ def build_recipe(data: dict[str, Any], name: str = "custom") -> Recipe:
     for section, values in data.items():
         if section not in SECTIONS:
             raise UserError(
-                f"unknown recipe section {section!r}{_did_you_mean(section, list(SECTIONS))}; sections: {', '.join(SECTIONS)}"
+                f"unknown recipe section {section!r}{_did_you_mean(section, list(SECTIONS))}; "
+                f"sections: {', '.join(SECTIONS)}"
             )
         sections[section] = _build_section(section, SECTIONS[section], values)
     return Recipe(name=name, **sections)

@@ -186,7 +186,8 @@ class Trainer:
         lrs = self.scheduler.get_last_lr()
         self.scheduler.step()
         row = {"epoch": epoch + 1, "lr": lrs[-1], "backbone_lr": lrs[0], **stats.means(),
-               "images_per_s": round(stats.images_per_second, 1), "seconds": round(time.perf_counter() - stats.start, 1),
+               "images_per_s": round(stats.images_per_second, 1),
+               "seconds": round(time.perf_counter() - stats.start, 1),
                "world_size": self.dist.world_size}
         if self.dist.is_main:
             row.update(self.validate())

@@ -113,7 +113,8 @@ def evaluate_validation(model: torch.nn.Module, samples: list[Sample], recipe: R
 def check_regdb_trial(meta: dict[str, Any], recipe: Recipe, model_path: Path) -> None:
     """RegDB: a model is only ever tested on the split it was trained on (protocols.md 7.9)."""
     trained = meta.get("recipe", {}).get("data", {})
-    if recipe.data.dataset == "regdb" and trained.get("dataset") == "regdb" and trained.get("trial") != recipe.data.trial:
+    regdb = recipe.data.dataset == "regdb" and trained.get("dataset") == "regdb"
+    if regdb and trained.get("trial") != recipe.data.trial:
         raise UserError(
             f"{model_path} was trained on RegDB trial {trained.get('trial')}; evaluating it on trial "
             f"{recipe.data.trial} would test on its own training identities. Evaluate each trial's model on its trial."

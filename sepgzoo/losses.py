@@ -91,7 +91,9 @@ class LossWeights:
     label_smoothing: float = 0.0
 
 
-def sepg_loss(out: TrainOutput, labels_visible: Tensor, labels_infrared: Tensor, weights: LossWeights) -> dict[str, Tensor]:
+def sepg_loss(
+    out: TrainOutput, labels_visible: Tensor, labels_infrared: Tensor, weights: LossWeights
+) -> dict[str, Tensor]:
     """Eq. 9: lambda1 * ID(specific) + lambda2 * PABA + lambda3 * sum of part ID losses (+ cross-centre).
 
     Returns the weighted named terms and their sum under "total"; a term whose weight is 0 is not computed.

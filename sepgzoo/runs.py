@@ -28,7 +28,9 @@ def new_run_dir(recipe_name: str, output: str | Path | None) -> Path:
     """`--output DIR`, or runs/<recipe>-<timestamp>; an existing non-empty folder is never overwritten."""
     path = Path(output) if output else Path("runs") / f"{recipe_name}-{time.strftime('%Y%m%d-%H%M%S')}"
     if path.exists() and any(path.iterdir()):
-        raise UserError(f"output folder {path} is not empty; choose another --output or continue it with --resume {path}")
+        raise UserError(
+            f"output folder {path} is not empty; choose another --output or continue it with --resume {path}"
+        )
     path.mkdir(parents=True, exist_ok=True)
     return path
 

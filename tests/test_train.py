@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -134,7 +135,8 @@ def test_non_finite_loss_stops_with_a_clear_message(sysu_root, tmp_path, monkeyp
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["train", "--set", "data.dataset=sysu", "--set", "data.root=/no/such/SYSU"], "data.root /no/such/SYSU does not exist"),
+        (["train", "--set", "data.dataset=sysu", "--set", "data.root=/no/such/SYSU"],
+         "data.root /no/such/SYSU does not exist"),
         (["train", "--recipe", "sysuu"], "unknown recipe 'sysuu'"),
         (["train", "--set", "train.epoch=3"], "did you mean 'epochs'"),
         (["eval", "--checkpoint", "/no/such/run"], "/no/such/run does not exist; expected a run folder"),
@@ -258,3 +260,20 @@ def test_eval_averages_one_run_per_regdb_split(trained_run, tmp_path, regdb_root
     for key in ("rank1", "mAP", "mINP"):
         assert both[key] == pytest.approx((singles[0][key] + singles[1][key]) / 2, abs=0.011)
     assert singles[0]["mAP"] != singles[1]["mAP"]  # two different splits, so the average means something
+
+
+def test_skip_unpaired_reaches_the_reader_from_the_recipe(sysu_root, tmp_path):
+    from sepgzoo.build import open_dataset
+    from sepgzoo.errors import UserError
+
+    copy = tmp_path / "SYSU-MM01"
+    shutil.copytree(sysu_root, copy)
+    train_id = int((copy / "exp" / "train_id.txt").read_text().split(",")[0])
+    for cam in ("cam3", "cam6"):
+        shutil.rmtree(copy / cam / f"{train_id:04d}", ignore_errors=True)
+    recipe = load_recipe("synthetic", [f"data.root={copy}", "data.dataset=sysu"])
+    with pytest.raises(UserError, match="data.skip_unpaired=true"):
+        open_dataset(recipe.data)
+    kept = open_dataset(load_recipe("synthetic", [f"data.root={copy}", "data.dataset=sysu",
+                                                  "data.skip_unpaired=true"]).data)
+    assert train_id not in {int(Path(s.path).parent.name) for s in kept.train}

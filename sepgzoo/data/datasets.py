@@ -135,7 +135,7 @@ def check_paired(samples: list[Sample], where: str, skip_unpaired: bool = False)
     detail = ", ".join(f"{pid} (only {VISIBLE if pid in by_modality[VISIBLE] else INFRARED})" for pid in unpaired[:10])
     if not skip_unpaired:
         raise UserError(f"{where}: training identities with images in only one modality: {detail}; "
-                        "expected visible and infrared images for every identity (or pass skip_unpaired=True)")
+                        "expected visible and infrared images for every identity (or set data.skip_unpaired=true)")
     logger.warning("%s: skipping training identities with one modality only: %s", where, detail)
     return [s for s in samples if s.pid not in set(unpaired)]
 

@@ -65,7 +65,9 @@ def create_backbone(name: str, pretrained: bool = False, file: str | None = None
     if not timm.is_model(name):
         raise UserError(f"unknown timm backbone {name!r}; see timm.list_models() for names")
     if file and not Path(file).is_file():
-        raise UserError(f"backbone weights file {file} does not exist (model.pretrained expects imagenet, none or a file)")
+        raise UserError(
+            f"backbone weights file {file} does not exist (model.pretrained expects imagenet, none or a file)"
+        )
     overlay = {"file": str(file)} if file else None
     create = functools.partial(
         timm.create_model, name, pretrained=pretrained or bool(file), pretrained_cfg_overlay=overlay, **kwargs
