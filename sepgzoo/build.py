@@ -9,7 +9,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from sepgzoo.config import DataCfg, ModelCfg
-from sepgzoo.data.datasets import INFRARED, VISIBLE, Sample, build_dataset
+from sepgzoo.data.cache import ResizedImageCache
+from sepgzoo.data.datasets import INFRARED, VISIBLE, Sample, build_dataset, load_image
 from sepgzoo.data.sampler import CrossModalitySampler
 from sepgzoo.data.synthetic import write_synthetic
 from sepgzoo.data.torchdata import CrossModalityDataset
@@ -59,6 +60,11 @@ def open_dataset(cfg: DataCfg):
     return build_dataset(name, dataset_root(cfg), skip_unpaired=cfg.skip_unpaired, **options)
 
 
+def image_loader(cached: bool, size: tuple[int, int]):
+    """`load_image`, or (`data.cache: true`) a loader that keeps resized copies in the cache folder."""
+    return ResizedImageCache(cache_dir() / "resized", size) if cached else load_image
+
+
 def split_validation(train: list[Sample], val_ids: int) -> tuple[list[Sample], list[Sample]]:
     """Hold out the last `val_ids` training identities as a validation split; relabel the rest 0..C-1."""
     if val_ids <= 0:
@@ -102,8 +108,8 @@ def build_train_loader(cfg: DataCfg, train: list[Sample], seed: int, dist_info: 
                        steps_per_epoch: int = 0) -> tuple[DataLoader, CrossModalitySampler]:
     """Loader of P x (K visible + K infrared) batches; each rank gets whole identity blocks."""
     size = (cfg.height, cfg.width)
-    dataset = CrossModalityDataset(train, build_train_transform(size, pad=cfg.pad, flip_p=cfg.flip,
-                                                                erasing_p=cfg.erasing))
+    transform = build_train_transform(size, pad=cfg.pad, flip_p=cfg.flip, erasing_p=cfg.erasing)
+    dataset = CrossModalityDataset(train, transform, loader=image_loader(cfg.cache, size))
     if not dataset.visible or not dataset.infrared:
         raise UserError(f"the training set of {cfg.dataset} needs images of both modalities "
                         f"(found {len(dataset.visible)} {VISIBLE}, {len(dataset.infrared)} {INFRARED})")

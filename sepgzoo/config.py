@@ -33,6 +33,7 @@ class DataCfg:
     erasing: float = 0.5  # random erasing probability
     synthetic_ids: int = 48  # identities of the generated data set (dataset: synthetic)
     val_ids: int = 0  # training identities held out as a validation split (0: none; selection never uses test)
+    cache: bool = False  # keep resized images in the cache folder: decode and resize each image only once
     skip_unpaired: bool = False  # drop (and log) training identities seen in one modality only, instead of an error
 
 

@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from sepgzoo.atomic import write_json
-from sepgzoo.build import open_dataset
+from sepgzoo.build import image_loader, open_dataset
 from sepgzoo.checkpoint import load_model, read_meta, update_meta
 from sepgzoo.config import Recipe, recipe_from_dict
 from sepgzoo.data.datasets import INFRARED, VISIBLE, Sample
@@ -23,15 +23,16 @@ from sepgzoo.models.layers import l2_normalise
 
 @torch.no_grad()
 def extract_features(model: torch.nn.Module, samples: list[Sample], modality: str, batch_size: int = 64,
-                     device: torch.device | str = "cpu", flip: bool = False, workers: int = 0) -> np.ndarray:
+                     device: torch.device | str = "cpu", flip: bool = False, workers: int = 0,
+                     cached: bool = False) -> np.ndarray:
     """Embeddings [N, D] of `samples`, all through the `modality` stem, in sample order.
 
     Flip test-time augmentation averages each part embedding with that of the mirrored image and
     re-normalises it (the CAJ convention; the SEPG code sums without re-normalising).
     """
     model.eval()
-    loader = DataLoader(ImageDataset(samples, build_test_transform(model.input_size)), batch_size=batch_size,
-                        num_workers=workers)
+    images = ImageDataset(samples, build_test_transform(model.input_size), image_loader(cached, model.input_size))
+    loader = DataLoader(images, batch_size=batch_size, num_workers=workers)
     features = []
     for images, _, _ in tqdm(loader, desc=f"features ({modality})", leave=False, unit="batch"):
         images = images.to(device)
@@ -58,14 +59,15 @@ def protocol_settings(recipe: Recipe) -> list[tuple[str, dict[str, Any]]]:
 class FeatureCache:
     """Extracts each (modality, image) once, however many protocols use it."""
 
-    def __init__(self, model, batch_size: int, device, flip: bool) -> None:
-        self.model, self.batch_size, self.device, self.flip = model, batch_size, device, flip
+    def __init__(self, model, batch_size: int, device, flip: bool, cached: bool = False) -> None:
+        self.model, self.batch_size, self.device, self.flip, self.cached = model, batch_size, device, flip, cached
         self.rows: dict[tuple[str, str], np.ndarray] = {}
 
     def __call__(self, samples: list[Sample], modality: str) -> np.ndarray:
         missing = list(dict.fromkeys(s for s in samples if (modality, s.path) not in self.rows))
         if missing:
-            feats = extract_features(self.model, missing, modality, self.batch_size, self.device, self.flip)
+            feats = extract_features(self.model, missing, modality, self.batch_size, self.device, self.flip,
+                                     cached=self.cached)
             self.rows.update({(modality, s.path): f for s, f in zip(missing, feats)})
         return np.stack([self.rows[(modality, s.path)] for s in samples])
 
@@ -77,7 +79,7 @@ def evaluate_model(model: torch.nn.Module, recipe: Recipe, device: torch.device 
     With `plots`, also writes the CMC curves and a t-SNE of the first setting's trial-0 embeddings there.
     """
     dataset = open_dataset(recipe.data)
-    features = FeatureCache(model, recipe.eval.batch_size, device, recipe.eval.flip)
+    features = FeatureCache(model, recipe.eval.batch_size, device, recipe.eval.flip, recipe.data.cache)
     results, first = {}, None
     for name, options in protocol_settings(recipe):
         protocol = build_protocol(name, dataset, **options)
@@ -102,8 +104,8 @@ def evaluate_validation(model: torch.nn.Module, samples: list[Sample], recipe: R
     """Held-out training identities: infrared queries against all their visible images (standard CMC, no removal)."""
     query = [s for s in samples if s.modality == INFRARED]
     gallery = [s for s in samples if s.modality == VISIBLE]
-    qf = extract_features(model, query, INFRARED, recipe.eval.batch_size, device)
-    gf = extract_features(model, gallery, VISIBLE, recipe.eval.batch_size, device)
+    qf = extract_features(model, query, INFRARED, recipe.eval.batch_size, device, cached=recipe.data.cache)
+    gf = extract_features(model, gallery, VISIBLE, recipe.eval.batch_size, device, cached=recipe.data.cache)
     pids = lambda items: np.array([s.pid for s in items])  # noqa: E731
     cams = lambda items: np.array([s.camid for s in items])  # noqa: E731
     result = evaluate(feature_distance(qf, gf), pids(query), pids(gallery), cams(query), cams(gallery), "regdb")

@@ -277,3 +277,11 @@ def test_skip_unpaired_reaches_the_reader_from_the_recipe(sysu_root, tmp_path):
     kept = open_dataset(load_recipe("synthetic", [f"data.root={copy}", "data.dataset=sysu",
                                                   "data.skip_unpaired=true"]).data)
     assert train_id not in {int(Path(s.path).parent.name) for s in kept.train}
+
+
+def test_training_with_the_resized_image_cache(sysu_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("SEPGZOO_CACHE", str(tmp_path / "cache"))
+    recipe = load_recipe("synthetic", tiny_overrides(sysu_root, epochs=1) + ["data.cache=true", "train.evaluate=false"])
+    run = engine.train(recipe, output=tmp_path / "cached")
+    assert read_meta(run)["epoch"] == 1
+    assert len(list((tmp_path / "cache" / "resized" / "64x32").rglob("*.npy"))) > 0

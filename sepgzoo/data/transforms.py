@@ -23,7 +23,7 @@ def build_test_transform(size: tuple[int, int] = DEFAULT_SIZE) -> v2.Compose:
         >>> build_test_transform((64, 32))(Image.new("RGB", (64, 128))).shape
         torch.Size([3, 64, 32])
     """
-    return v2.Compose([_resize(size), v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])
+    return v2.Compose([resize_step(size), v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])
 
 
 def build_train_transform(size: tuple[int, int] = DEFAULT_SIZE, pad: int = 10, flip_p: float = 0.5,
@@ -43,7 +43,7 @@ def build_train_transform(size: tuple[int, int] = DEFAULT_SIZE, pad: int = 10, f
         >>> x.dtype, tuple(x.shape), float(x.max()) <= 1.0
         (torch.float32, (3, 64, 32), True)
     """
-    steps = [_resize(size), v2.ToImage()]  # resize the PIL image: Lanczos exists only for PIL
+    steps = [resize_step(size), v2.ToImage()]  # resize the PIL image: Lanczos exists only for PIL
     if pad > 0:
         steps += [v2.Pad(pad), v2.RandomCrop(size)]
     if flip_p > 0:
@@ -54,5 +54,6 @@ def build_train_transform(size: tuple[int, int] = DEFAULT_SIZE, pad: int = 10, f
     return v2.Compose(steps)
 
 
-def _resize(size: tuple[int, int]) -> v2.Resize:
+def resize_step(size: tuple[int, int]) -> v2.Resize:
+    """The first step of both pipelines (also what `data.cache` stores)."""
     return v2.Resize(tuple(size), interpolation=v2.InterpolationMode.LANCZOS, antialias=True)
