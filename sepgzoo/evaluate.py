@@ -31,8 +31,8 @@ def extract_features(model: torch.nn.Module, samples: list[Sample], modality: st
     re-normalises it (the CAJ convention; the SEPG code sums without re-normalising).
     """
     model.eval()
-    images = ImageDataset(samples, build_test_transform(model.input_size), image_loader(cached, model.input_size))
-    loader = DataLoader(images, batch_size=batch_size, num_workers=workers)
+    dataset = ImageDataset(samples, build_test_transform(model.input_size), image_loader(cached, model.input_size))
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
     features = []
     for images, _, _ in tqdm(loader, desc=f"features ({modality})", leave=False, unit="batch"):
         images = images.to(device)
@@ -59,15 +59,16 @@ def protocol_settings(recipe: Recipe) -> list[tuple[str, dict[str, Any]]]:
 class FeatureCache:
     """Extracts each (modality, image) once, however many protocols use it."""
 
-    def __init__(self, model, batch_size: int, device, flip: bool, cached: bool = False) -> None:
-        self.model, self.batch_size, self.device, self.flip, self.cached = model, batch_size, device, flip, cached
+    def __init__(self, model, batch_size: int, device, flip: bool, cached: bool = False, workers: int = 0) -> None:
+        self.model, self.batch_size, self.device, self.flip = model, batch_size, device, flip
+        self.cached, self.workers = cached, workers
         self.rows: dict[tuple[str, str], np.ndarray] = {}
 
     def __call__(self, samples: list[Sample], modality: str) -> np.ndarray:
         missing = list(dict.fromkeys(s for s in samples if (modality, s.path) not in self.rows))
         if missing:
             feats = extract_features(self.model, missing, modality, self.batch_size, self.device, self.flip,
-                                     cached=self.cached)
+                                     workers=self.workers, cached=self.cached)
             self.rows.update({(modality, s.path): f for s, f in zip(missing, feats)})
         return np.stack([self.rows[(modality, s.path)] for s in samples])
 
@@ -79,7 +80,8 @@ def evaluate_model(model: torch.nn.Module, recipe: Recipe, device: torch.device 
     With `plots`, also writes the CMC curves and a t-SNE of the first setting's trial-0 embeddings there.
     """
     dataset = open_dataset(recipe.data)
-    features = FeatureCache(model, recipe.eval.batch_size, device, recipe.eval.flip, recipe.data.cache)
+    features = FeatureCache(model, recipe.eval.batch_size, device, recipe.eval.flip, recipe.data.cache,
+                            recipe.data.workers)
     results, first = {}, None
     for name, options in protocol_settings(recipe):
         protocol = build_protocol(name, dataset, **options)
