@@ -26,7 +26,7 @@ def _modality(ctx, param, value):
         return None
     try:
         return as_modality(value)
-    except ValueError as err:
+    except UserError as err:
         raise click.BadParameter(str(err)) from None
 
 
