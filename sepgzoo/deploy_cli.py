@@ -6,7 +6,7 @@ import contextlib
 import io
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ import numpy as np
 
 from sepgzoo.errors import UserError
 from sepgzoo.modality import Modality, as_modality
-from sepgzoo.runtime import list_images, load_images, open_model, rank
+from sepgzoo.runtime import _Batching, list_images, open_model, rank
 from sepgzoo.zoo_cli import weights_option
 
 MODALITY_HELP = "visible or infrared"
@@ -30,7 +30,7 @@ def _modality(ctx, param, value):
         raise click.BadParameter(str(err)) from None
 
 
-class TorchEmbedder:
+class TorchEmbedder(_Batching):
     """A checkpoint in PyTorch behind the runtime's interface (uint8 NHWC in, float32 [N, D] out).
 
     Preprocessing is the exported graph's: the same uint8 images, /255 and NCHW here, the rest in the model.
@@ -45,21 +45,12 @@ class TorchEmbedder:
         self.embedding_dim = int(model.num_features)
         self.max_batch = batch_size
 
-    def embed(self, images: np.ndarray) -> np.ndarray:
+    def _run(self, images: np.ndarray) -> np.ndarray:
         import torch
 
-        device = next(self.model.parameters()).device
-        out = []
+        x = torch.from_numpy(images).to(next(self.model.parameters()).device)
         with torch.inference_mode():
-            for i in range(0, len(images), self.max_batch):
-                x = torch.from_numpy(np.ascontiguousarray(images[i : i + self.max_batch])).to(device)
-                out.append(self.model(x.permute(0, 3, 1, 2).float() / 255.0, modality=self.modality).float().cpu())
-        return torch.cat(out).numpy() if out else np.zeros((0, self.embedding_dim), np.float32)
-
-    def embed_paths(self, paths: Sequence[str | Path], batch_size: int | None = None) -> np.ndarray:
-        step = batch_size or self.max_batch
-        chunks = [self.embed(load_images(paths[i : i + step], self.input_size)) for i in range(0, len(paths), step)]
-        return np.concatenate(chunks) if chunks else np.zeros((0, self.embedding_dim), np.float32)
+            return self.model(x.permute(0, 3, 1, 2).float() / 255.0, modality=self.modality).float().cpu().numpy()
 
 
 def _one_backend(checkpoint: Path | None, model_path: Path | None) -> None:
@@ -230,36 +221,11 @@ def search(checkpoint, model_path, device, batch_size, gallery, gallery_modality
             for k, match in enumerate(result["matches"], 1):
                 click.echo(f"  {k:>3}  {match['cosine']:.4f}  {match['path']}")
     if out is not None:
+        from sepgzoo.plots import draw_ranking
+
         _run(lambda: draw_ranking(results, out))
         if not as_json:
             click.echo(f"wrote {out}")
-
-
-def draw_ranking(results: list[dict[str, Any]], out: Path) -> None:
-    """One row per query: the query, then its matches titled with rank and cosine; written atomically as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from PIL import Image
-
-    from sepgzoo.atomic import atomic_path
-
-    columns = 1 + max(len(r["matches"]) for r in results)
-    fig, axes = plt.subplots(len(results), columns, figsize=(1.6 * columns, 3.2 * len(results)), squeeze=False)
-    for row, result in zip(axes, results):
-        cells = [(result["query"], "query")] + [(m["path"], f"#{k} {m['cosine']:.3f}")
-                                                 for k, m in enumerate(result["matches"], 1)]
-        for ax in row:
-            ax.axis("off")
-        for ax, (path, title) in zip(row, cells):
-            with Image.open(path) as image:
-                ax.imshow(image.convert("RGB"))
-            ax.set_title(f"{title}\n{Path(path).name}", fontsize=7, color="tab:blue" if title == "query" else "black")
-    fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
 
 
 # ---------------------------------------------------------------------------------------------------------------

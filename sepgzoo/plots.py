@@ -1,4 +1,5 @@
-"""Figures a person would rather look at: CMC curves, t-SNE by modality (paper Fig. 4), the SEG view (Fig. 3)."""
+"""Figures a person would rather look at: CMC curves, t-SNE by modality (paper Fig. 4), the SEG view (Fig. 3),
+search rankings."""
 
 from pathlib import Path
 from typing import Any
@@ -61,3 +62,23 @@ def seg_figure(rgb: np.ndarray, grey: np.ndarray, phase: np.ndarray, seg: np.nda
         ax.imshow((image - lo) / max(hi - lo, 1e-8), cmap="gray")
         ax.set(title=title, xticks=[], yticks=[])
     return _save(fig, path)
+
+
+def draw_ranking(results: list[dict[str, Any]], path: Path) -> Path:
+    """`sepgzoo search --out`: one row per query, the query then its matches titled with rank and cosine."""
+    from PIL import Image
+
+    columns = 1 + max(len(r["matches"]) for r in results)
+    fig, axes = plt.subplots(len(results), columns, figsize=(1.6 * columns, 3.2 * len(results)), squeeze=False)
+    for row, result in zip(axes, results):
+        cells = [(result["query"], "query")] + [(m["path"], f"#{k} {m['cosine']:.3f}")
+                                                 for k, m in enumerate(result["matches"], 1)]
+        for ax in row:
+            ax.axis("off")
+        for ax, (image_path, title) in zip(row, cells):
+            with Image.open(image_path) as image:
+                ax.imshow(image.convert("RGB"))
+            ax.set_title(f"{title}\n{Path(image_path).name}", fontsize=7,
+                         color="tab:blue" if title == "query" else "black")
+    fig.tight_layout()
+    return _save(fig, Path(path))
