@@ -5,28 +5,13 @@ Usage: python benchmarks/bench_model.py [--model sepg_resnet50] [--size 288 144]
 
 import argparse
 import json
-import time
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from sepgzoo import create_model
+from sepgzoo.bench import median_seconds
 from sepgzoo.seg import SpectralEnhance
-
-
-def timed(fn, device: torch.device, repeats: int) -> float:
-    """Median seconds of `fn()` over `repeats` runs after one warm-up."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
 
 
 def main() -> None:
@@ -53,12 +38,12 @@ def main() -> None:
                                             if not n.startswith(("specific.infrared", "global_head"))) / 1e6, 2),
             "gflops_per_image_visible": round(counter.get_total_flops() / 1e9, 2),  # FlopCounter: 2 FLOPs per MAC
             "gmacs_per_image_visible": round(counter.get_total_flops() / 2 / 1e9, 2),
-            "forward_ms_visible": round(1000 * timed(lambda: model(x, modality="visible"), device, args.repeats), 1),
-            "forward_ms_infrared": round(1000 * timed(lambda: model(x, modality="infrared"), device, args.repeats), 1),
+            **{f"forward_ms_{m}": round(1000 * median_seconds(lambda: model(x, m), args.repeats, device=device), 1)
+               for m in ("visible", "infrared")},
         }
         for impl in ("fft", "matmul"):
             seg = SpectralEnhance(size, impl).to(device)
-            result[f"seg_ms_{impl}"] = round(1000 * timed(lambda: seg(x), device, args.repeats), 2)
+            result[f"seg_ms_{impl}"] = round(1000 * median_seconds(lambda: seg(x), args.repeats, device=device), 2)
     print(json.dumps(result, indent=2) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
 
 

@@ -1,6 +1,7 @@
-"""`sepgzoo bench train`: images/s, peak memory and the losses' share of a training step."""
+"""`sepgzoo bench train`: images/s, peak memory and the losses' share of a training step; the timing helper."""
 
 import resource
+import statistics
 import time
 
 import torch
@@ -9,9 +10,23 @@ from sepgzoo.losses import LossWeights, sepg_loss
 from sepgzoo.registry import create_model
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
+def _sync(device: torch.device | None) -> None:
+    if device is not None and device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def median_seconds(fn, repeats: int, warmup: int = 1, device: torch.device | None = None) -> float:
+    """Median wall time of `fn()` over `repeats` calls after `warmup` calls (CUDA work is waited for)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def bench_training_step(model_name: str, ids: int, images_per_id: int, size: tuple[int, int], steps: int,

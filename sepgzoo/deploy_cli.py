@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -231,18 +230,6 @@ def search(checkpoint, model_path, device, batch_size, gallery, gallery_modality
 # ---------------------------------------------------------------------------------------------------------------
 # bench infer
 # ---------------------------------------------------------------------------------------------------------------
-def _time(fn: Callable[[], Any], iters: int, warmup: int) -> float:
-    """Median seconds per call."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
 def _seg_onnx(size: tuple[int, int], path: Path) -> None:
     """SEG alone (uint8 NHWC -> cast -> /255 -> SEG) as an ONNX graph, to measure its share of the visible graph."""
     import torch
@@ -282,6 +269,7 @@ def bench_infer(model_name, checkpoint, batches, backends, iters, warmup, thread
 
     import torch
 
+    from sepgzoo.bench import median_seconds
     from sepgzoo.export import to_onnx
     from sepgzoo.registry import create_model
     from sepgzoo.runtime import OnnxEmbedder
@@ -316,8 +304,8 @@ def bench_infer(model_name, checkpoint, batches, backends, iters, warmup, thread
                 for b in batches:
                     x = torch.from_numpy(images[b])
                     prep = lambda: x.permute(0, 3, 1, 2).float() / 255.0  # noqa: E731
-                    full = _time(lambda: model(prep(), modality="visible"), iters, warmup)
-                    seg = _time(lambda: model.seg(prep()), iters, warmup) if model.seg is not None else None
+                    full = median_seconds(lambda: model(prep(), modality="visible"), iters, warmup)
+                    seg = median_seconds(lambda: model.seg(prep()), iters, warmup) if model.seg is not None else None
                     record("torch", b, full, seg)
         if "onnxruntime" in backends or "tensorrt" in backends:
             onnx_path = Path(tmp) / "visible.onnx"
@@ -335,9 +323,9 @@ def bench_infer(model_name, checkpoint, batches, backends, iters, warmup, thread
                 seg_session = ort.InferenceSession(str(Path(tmp) / "seg.onnx"), options,
                                                    providers=["CPUExecutionProvider"])
             for b in batches:
-                full = _time(lambda: session.embed(images[b]), iters, warmup)
-                seg = _time(lambda: seg_session.run(None, {"images": images[b]}), iters, warmup) if seg_session \
-                    else None
+                full = median_seconds(lambda: session.embed(images[b]), iters, warmup)
+                seg = (median_seconds(lambda: seg_session.run(None, {"images": images[b]}), iters, warmup)
+                       if seg_session else None)
                 record(f"onnxruntime ({session.provider})", b, full, seg)
         if "tensorrt" in backends:
             reason = tensorrt_missing()
@@ -350,7 +338,7 @@ def bench_infer(model_name, checkpoint, batches, backends, iters, warmup, thread
                 build_engine(onnx_path, engine, "visible", (h, w), max(batches))
                 trt_model = TensorRTEmbedder(engine)
                 for b in batches:
-                    record("tensorrt", b, _time(lambda: trt_model.embed(images[b]), iters, warmup), None)
+                    record("tensorrt", b, median_seconds(lambda: trt_model.embed(images[b]), iters, warmup), None)
     summary = {"model": model_name, "input_size": [h, w], "modality": "visible", "threads": threads or
                torch.get_num_threads(), "iters": iters, "results": rows, "notes": notes}
     if as_json:
