@@ -42,7 +42,8 @@ def save_model(directory: str | Path, model: nn.Module, **meta: Any) -> Path:
     state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     with atomic_path(directory / WEIGHTS_NAME) as tmp:
         safetensors.torch.save_file(state, str(tmp))
-    info = {"format": FORMAT, "model": model.model_name, "model_args": _jsonable(model.model_args),
+    args = {**model.model_args, "classifier": model.classifier_kind}  # legacy files without it mean "linear"
+    info = {"format": FORMAT, "model": model.model_name, "model_args": _jsonable(args),
             "num_classes": model.num_classes, "embedding_dim": model.num_features,
             "input_size": list(model.input_size), "mean": model.mean.flatten().tolist(),
             "std": model.std.flatten().tolist(), "versions": versions(), **meta}
@@ -56,6 +57,10 @@ def update_meta(path: str | Path, **fields: Any) -> dict[str, Any]:
     meta = {**read_meta(path), **fields}
     write_json(meta_path, meta)
     return meta
+
+
+# Model files written before a model argument existed were built with its old behaviour.
+LEGACY_MODEL_ARGS = {"classifier": "linear"}
 
 
 def _jsonable(args: dict[str, Any]) -> dict[str, Any]:
@@ -93,7 +98,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", **overrides
     """
     weights_path, _ = resolve_model_files(path)
     meta = read_meta(path)
-    args = {**meta["model_args"], **overrides}
+    args = {**LEGACY_MODEL_ARGS, **meta["model_args"], **overrides}
     if "input_size" in args:
         args["input_size"] = tuple(args["input_size"])
     model = create_model(meta["model"], **args)

@@ -94,6 +94,39 @@ def eval_command(checkpoints: tuple[str, ...], overrides: tuple[str, ...], as_js
 
 
 @main.command()
+@click.option("--backbone", default="test_resnet", show_default=True,
+              help="timm backbone to pretrain (that of the model you fine-tune; sepg_tiny uses test_resnet).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Weights file to write (.safetensors); a summary .json is written beside it.")
+@click.option("--ids", default=400, show_default=True, help="Pretraining identities (classes).")
+@click.option("--images-per-id", default=16, show_default=True, help="Visible images per identity.")
+@click.option("--epochs", default=30, show_default=True, help="Passes over the images (cosine decay to 0).")
+@click.option("--seed", default=1, show_default=True, help="Seed of the pretraining identities, images and training.")
+@click.option("--size", nargs=2, type=int, default=(64, 32), show_default=True,
+              help="Image H W (the recipe's data.height, data.width).")
+@click.option("--exclude-ids", default=48, show_default=True,
+              help="data.synthetic_ids of the evaluation data set, whose identities pretraining never sees.")
+@click.option("--exclude-seed", default=0, show_default=True, help="Seed of the evaluation data set (recipes: 0).")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+def pretrain(backbone: str, out: str, ids: int, images_per_id: int, epochs: int, seed: int, size: tuple[int, int],
+             exclude_ids: int, exclude_seed: int, device: str, force: bool) -> None:
+    """Pretrain a backbone offline (an ImageNet stand-in) on synthetic people disjoint from the evaluation set."""
+    from sepgzoo.engine import resolve_device
+    from sepgzoo.pretrain import pretrain_backbone, summary_path
+
+    weights = pretrain_backbone(backbone, out, ids=ids, seed=seed, exclude_ids=exclude_ids, exclude_seed=exclude_seed,
+                                epochs=epochs, height=size[0], width=size[1], images_per_id=images_per_id,
+                                device=resolve_device(device), force=force)
+    summary = json.loads(summary_path(weights).read_text())
+    click.echo(f"weights: {weights} (train accuracy {summary['train_accuracy']:.1%}, {summary['seconds']} s)")
+    click.echo(f"summary: {summary_path(weights)}")
+    custom = f"RECIPE --set model.name=sepg --set model.backbone={backbone}"
+    recipe = "synthetic" if backbone == "test_resnet" else custom
+    click.echo(f"next: sepgzoo train --recipe {recipe} --set model.pretrained={weights}")
+
+
+@main.command()
 def recipes() -> None:
     """List the shipped recipes."""
     from sepgzoo.config import available_recipes, find_recipe
@@ -101,6 +134,23 @@ def recipes() -> None:
     for name in available_recipes():
         first = find_recipe(name).read_text().splitlines()[0].lstrip("# ")
         click.echo(f"{name:<16} {first}")
+
+
+@main.command()
+@click.option("--recipe", "recipe_name", default="synthetic", show_default=True, help="Recipe to ablate.")
+@click.option("--rows", default=",".join(("baseline", "se", "se_cc", "se_paba")), show_default=True,
+              help="Comma-separated row overlays (recipes/ablation/NAME.yaml) or YAML files.")
+@click.option("--seeds", default=3, show_default=True, help="Seeds per row (train.seed = 0..N-1).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@click.option("--output", type=click.Path(file_okay=False), help="Ablation folder (default runs/ablate-<recipe>).")
+def ablate(recipe_name: str, rows: str, seeds: int, overrides: tuple[str, ...], output: str | None) -> None:
+    """Train the Table II rows with one budget and several seeds; print mean +- std (resumes finished rows)."""
+    from sepgzoo.ablation import ablate as run_ablation
+
+    result = run_ablation(recipe_name, [r.strip() for r in rows.split(",") if r.strip()], seeds, list(overrides),
+                          output)
+    click.echo(result["markdown"])
+    click.echo(f"ablation folder: {result['output']} (ablation.json, ablation.md, ablation.png)")
 
 
 @main.group()
@@ -117,6 +167,16 @@ def viz_seg(image: str, out: str | None, size: tuple[int, int]) -> None:
     from sepgzoo.viz import seg_view
 
     click.echo(seg_view(image, out or str(Path(image).with_suffix("")) + "-seg.png", tuple(size)))
+
+
+@viz.command(name="curves")
+@click.argument("run", type=click.Path())
+@click.option("--out", type=click.Path(dir_okay=False), help="PNG to write (default RUN/curves.png).")
+def viz_curves(run: str, out: str | None) -> None:
+    """A training run's log.csv (RUN is the run folder or the file) as one PNG of training curves."""
+    from sepgzoo.curves import plot_run_curves
+
+    click.echo(plot_run_curves(run, out))
 
 
 @main.group()

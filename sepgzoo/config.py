@@ -45,7 +45,9 @@ class ModelCfg:
     split_at: int = -2  # last shared stage (index into feature_info; -2: all but the last stage shared)
     parts: int = 12  # horizontal parts N
     part_dim: int = 512  # width of each part embedding
-    dropout: float = 0.5  # dropout after each bottleneck BN
+    dropout: float = 0.0  # dropout before the ID classifiers only (authors: 0.5; embeddings never see it)
+    classifier: Literal["cosine", "linear"] = "cosine"  # ID classifiers: scaled cosine, or Linear with bias (authors)
+    classifier_scale: float = 16.0  # logit scale of the cosine classifier
     seg: bool = True  # spectral enhancement of visible images (false: ablation baseline)
     seg_impl: Literal["fft", "matmul"] = "fft"  # SEG implementation used in training (same numbers)
 
@@ -80,6 +82,7 @@ class TrainCfg:
     channels_last: bool = True  # channels_last memory format on CUDA
     sync_bn: bool = False  # SyncBatchNorm under DDP
     iters_per_epoch: int = 0  # iterations per epoch (0: enough batches to see max(#visible, #infrared) images)
+    log_grad_norms: bool = False  # log the gradient norm each loss term sends into the shared trunk (slower)
     evaluate: bool = True  # evaluate the last epoch on the test protocol when training ends
 
 
@@ -135,12 +138,12 @@ def find_recipe(name_or_path: str) -> Path:
         return path
     path = recipe_dir() / f"{name_or_path}.yaml"
     if not path.is_file():
-        hint = _did_you_mean(name_or_path, available_recipes())
+        hint = did_you_mean(name_or_path, available_recipes())
         raise UserError(f"unknown recipe {name_or_path!r}{hint}; available: {', '.join(available_recipes())}")
     return path
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
@@ -150,15 +153,15 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _resolve_file(path: Path, depth: int = 0) -> dict[str, Any]:
+def resolve_file(path: Path, depth: int = 0) -> dict[str, Any]:
     """The recipe file merged over its `base:` (resolved relative to the file)."""
-    data = _read_yaml(path)
+    data = read_yaml(path)
     base = data.pop("base", None)
     if base is None:
         return data
     if depth >= 2:
         raise UserError(f"{path}: base recipes nest at most two deep")
-    return deep_merge(_resolve_file((path.parent / base).resolve(), depth + 1), data)
+    return deep_merge(resolve_file((path.parent / base).resolve(), depth + 1), data)
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -194,7 +197,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 # -- typed construction ---------------------------------------------------------------------------------------------
-def _did_you_mean(word: str, choices: list[str]) -> str:
+def did_you_mean(word: str, choices: list[str]) -> str:
     close = difflib.get_close_matches(word, choices, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -246,7 +249,7 @@ def _build_section(name: str, cls: type, values: Any) -> Any:
     kwargs = {}
     for key, value in values.items():
         if key not in known:
-            hint = _did_you_mean(key, known)
+            hint = did_you_mean(key, known)
             raise UserError(f"unknown recipe key {name}.{key}{hint}; {name} keys: {', '.join(known)}")
         kwargs[key] = _coerce(value, hints[key], f"{name}.{key}")
     return cls(**kwargs)
@@ -260,7 +263,7 @@ def build_recipe(data: dict[str, Any], name: str = "custom") -> Recipe:
     for section, values in data.items():
         if section not in SECTIONS:
             raise UserError(
-                f"unknown recipe section {section!r}{_did_you_mean(section, list(SECTIONS))}; "
+                f"unknown recipe section {section!r}{did_you_mean(section, list(SECTIONS))}; "
                 f"sections: {', '.join(SECTIONS)}"
             )
         sections[section] = _build_section(section, SECTIONS[section], values)
@@ -274,7 +277,7 @@ def load_recipe(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) 
         >>> recipe = load_recipe("sysu", ["train.epochs=5", "data.root=/data/SYSU-MM01"])
     """
     path = find_recipe(name_or_path)
-    data = apply_overrides(_resolve_file(path), list(overrides))
+    data = apply_overrides(resolve_file(path), list(overrides))
     return build_recipe(data, name=path.stem)
 
 

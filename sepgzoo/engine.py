@@ -17,6 +17,7 @@ from sepgzoo.atomic import write_text
 from sepgzoo.build import build_model, build_train_loader, num_classes, open_dataset, split_validation
 from sepgzoo.checkpoint import save_model
 from sepgzoo.config import OptimCfg, Recipe, recipe_from_dict
+from sepgzoo.diagnostics import TrunkOutput, classifier_fit, trunk_gradient_norms, uniform_cross_entropy
 from sepgzoo.distributed import DistInfo, barrier, cleanup, init_distributed
 from sepgzoo.errors import UserError
 from sepgzoo.losses import LossWeights, sepg_loss
@@ -109,6 +110,7 @@ class Trainer:
         self.loader, self.sampler = build_train_loader(r.data, self.train_samples, r.train.seed, self.dist,
                                                        r.train.iters_per_epoch)
         self.weights = loss_weights(r)
+        self.trunk_output = TrunkOutput(self.model.trunk) if r.train.log_grad_norms else None
         self.start_epoch = 0
         if self.state is not None:
             self._restore(self.state)
@@ -167,11 +169,14 @@ class Trainer:
         terms = sepg_loss(out._replace(global_logits=out.global_logits.float(), part_logits=out.part_logits.float(),
                                        part_embeddings=out.part_embeddings.float()),
                           labels_vis, labels_ir, self.weights)
+        diagnostics = classifier_fit(out, labels_vis, labels_ir)
+        if self.trunk_output is not None:
+            diagnostics.update(trunk_gradient_norms(terms, self.trunk_output.value))
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(terms["total"]).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return {key: value.detach() for key, value in terms.items()}
+        return {key: value.detach() for key, value in {**terms, **diagnostics}.items()}
 
     def _check_finite(self, terms: dict[str, torch.Tensor], epoch: int, step: int) -> None:
         if not math.isfinite(float(terms["total"])):
@@ -188,7 +193,7 @@ class Trainer:
         row = {"epoch": epoch + 1, "lr": lrs[-1], "backbone_lr": lrs[0], **stats.means(),
                "images_per_s": round(stats.images_per_second, 1),
                "seconds": round(time.perf_counter() - stats.start, 1),
-               "world_size": self.dist.world_size}
+               "world_size": self.dist.world_size, "ln_classes": round(uniform_cross_entropy(self.num_classes), 4)}
         if self.dist.is_main:
             row.update(self.validate())
             self.log.append(row)

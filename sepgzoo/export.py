@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from sepgzoo.atomic import atomic_path, write_json
 from sepgzoo.errors import UserError
 from sepgzoo.modality import Modality, as_modality
-from sepgzoo.models.layers import l2_normalise
+from sepgzoo.models.layers import l2_normalise, spatial_attention
 from sepgzoo.runtime import (EXPORT_JSON, FORMAT, INPUT_NAME, OUTPUT_NAME, cosine_rows, read_export_json,
                              sha256_file)
 from sepgzoo.seg import SpectralEnhance
@@ -89,7 +89,7 @@ class EmbeddingGraph(nn.Module):
         x = model.prepare(x, self.modality).to(torch.float16)
         shared = model.trunk(x)
         specific = model.specific[self.modality.value](shared)
-        features, _ = model.forward_parts(shared, specific)  # [parts, B, part_dim]; the same code as forward_head
+        features, _ = model.forward_parts(shared, spatial_attention(specific, shared.shape[-2:]))  # as forward_head
         embedding = l2_normalise(features.to(torch.float32)).permute(1, 0, 2)
         return embedding.reshape(images.shape[0], model.num_features)
 

@@ -12,6 +12,7 @@ noise, background and occlusion, and every image jitters pose, mirroring and bri
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
@@ -31,6 +32,8 @@ BAGS = ("none", "shoulder", "backpack", "handheld")
 # part ids of the part map
 BG, SKIN, TOP_A, TOP_B, BOTTOM, SHOES, BAG, HAT = range(8)
 LAYOUTS = ("sysu", "regdb", "llcm")
+#: every shared-cue tuple (width, leg ratio, top pattern, bottom, bag, hat): 1440 possible synthetic people
+COMBOS = tuple(product(WIDTHS, LEG_RATIOS, TOP_PATTERNS, BOTTOMS, BAGS, (False, True)))
 
 
 @dataclass(frozen=True)
@@ -71,15 +74,31 @@ class Identity:
     colours: np.ndarray  # [8, 3] visible RGB per part id
     heat: np.ndarray  # [8] infrared intensity per part id
 
+    @property
+    def combo(self) -> tuple:
+        """The shared-cue tuple that defines this person (an element of COMBOS)."""
+        return self.width, self.leg_ratio, self.top, self.bottom, self.bag, self.hat
 
-def make_identities(count: int, seed: int) -> list[Identity]:
-    """`count` identities whose shared-cue tuples (shape, pattern, garment, bag, hat) are all distinct."""
-    combos = list(product(WIDTHS, LEG_RATIOS, TOP_PATTERNS, BOTTOMS, BAGS, (False, True)))
+
+def make_identities(count: int, seed: int, exclude: Collection[tuple] = ()) -> list[Identity]:
+    """`count` identities whose shared-cue tuples (shape, pattern, garment, bag, hat) are all distinct.
+
+    `exclude` removes cue tuples from the choice (e.g. those of an evaluation data set, see `identity_combos`);
+    without it the identities are exactly those of the data sets written so far.
+    """
+    excluded = set(exclude)
+    combos = [combo for combo in COMBOS if combo not in excluded]
     if count > len(combos):
-        raise UserError(f"--ids {count} is too many for synthetic data; expected at most {len(combos)}")
+        reason = f" ({len(COMBOS) - len(combos)} of {len(COMBOS)} cue combinations excluded)" if excluded else ""
+        raise UserError(f"--ids {count} is too many for synthetic data; expected at most {len(combos)}{reason}")
     rng = np.random.default_rng([seed, 7])
     picks = rng.choice(len(combos), size=count, replace=False)
     return [_identity(combos[i], np.random.default_rng([seed, 11, n])) for n, i in enumerate(picks)]
+
+
+def identity_combos(ids: int, seed: int) -> set[tuple]:
+    """Cue tuples of all identities (train, val and test) of the synthetic data sets written with (ids, seed)."""
+    return {person.combo for person in make_identities(ids, seed)}
 
 
 def _identity(combo: tuple, rng: np.random.Generator) -> Identity:

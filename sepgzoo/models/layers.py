@@ -1,34 +1,72 @@
 """Small building blocks of the SEPG-Net head."""
 
+from typing import Literal
+
 import torch
 from torch import Tensor, nn
 
+ClassifierKind = Literal["linear", "cosine"]
+
+
+class CosineClassifier(nn.Module):
+    """logits = scale * cos(feature, class weight): the step a batch takes in logit space no longer grows with
+    the feature norm (sqrt(dim) after BatchNorm) nor with the weight norm."""
+
+    def __init__(self, dim: int, num_classes: int, scale: float = 16.0) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_classes, dim))
+        self.scale = scale
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Every class starts from one shared direction (plus 1e-3 noise), so the untrained classifier predicts
+        uniformly (cross-entropy ln C), as a near-zero Linear does; independent random rows would start at
+        about ln C + scale^2 / (2 dim), above a uniform guess."""
+        shared = torch.randn(1, self.weight.shape[1])
+        with torch.no_grad():
+            self.weight.copy_(shared / shared.norm() + 1e-3 * torch.randn_like(self.weight))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.scale * l2_normalise(x) @ l2_normalise(self.weight).t()
+
+
+def make_classifier(kind: ClassifierKind, dim: int, num_classes: int, scale: float) -> nn.Module | None:
+    """The ID classifier of a bottleneck (None without classes): a plain Linear (bias, std 0.001) or cosine."""
+    if num_classes <= 0:
+        return None
+    if kind == "cosine":
+        return CosineClassifier(dim, num_classes, scale)
+    linear = nn.Linear(dim, num_classes)
+    nn.init.normal_(linear.weight, std=0.001)
+    nn.init.zeros_(linear.bias)
+    return linear
+
 
 class Bottleneck(nn.Module):
-    """Linear -> BN -> Dropout feature, plus an optional ID classifier on it (the authors' "ClassBlock").
+    """Linear -> BN embedding, plus an optional ID classifier that sees the embedding through dropout.
 
-    Returns (feature, logits); logits is None when the block was built without classes.
+    Returns (embedding, logits). The embedding is never dropped out: it is what evaluation and the
+    metric losses see, so PABA trains the very vector retrieval ranks with. logits is None without classes.
     """
 
-    def __init__(self, in_features: int, dim: int = 512, num_classes: int = 0, dropout: float = 0.5) -> None:
+    def __init__(self, in_features: int, dim: int = 512, num_classes: int = 0, dropout: float = 0.5,
+                 classifier: ClassifierKind = "cosine", scale: float = 16.0) -> None:
         super().__init__()
         self.reduce = nn.Linear(in_features, dim)
         self.bn = nn.BatchNorm1d(dim)
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(dim, num_classes) if num_classes > 0 else None
+        self.classifier_kind, self.scale = classifier, scale
+        self.classifier = make_classifier(classifier, dim, num_classes, scale)
         nn.init.kaiming_normal_(self.reduce.weight, mode="fan_out", nonlinearity="relu")
         nn.init.zeros_(self.reduce.bias)
-        if self.classifier is not None:
-            nn.init.normal_(self.classifier.weight, std=0.001)
-            nn.init.zeros_(self.classifier.bias)
 
     def reset_classifier(self, num_classes: int) -> None:
-        self.classifier = nn.Linear(self.bn.num_features, num_classes) if num_classes > 0 else None
+        self.classifier = make_classifier(self.classifier_kind, self.bn.num_features, num_classes, self.scale)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
-        feature = self.dropout(self.bn(self.reduce(x)))
-        logits = self.classifier(feature) if self.classifier is not None else None
-        return feature, logits
+        embedding = self.bn(self.reduce(x))
+        logits = self.classifier(self.dropout(embedding)) if self.classifier is not None else None
+        return embedding, logits
 
 
 def l2_normalise(x: Tensor, dim: int = -1, eps: float = 1e-12) -> Tensor:

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from sepgzoo.modality import Modality, as_modality
-from sepgzoo.models.layers import Bottleneck, l2_normalise, spatial_attention
+from sepgzoo.models.layers import Bottleneck, ClassifierKind, l2_normalise, spatial_attention
 from sepgzoo.models.split import create_backbone, duplicate, split_backbone
 from sepgzoo.seg import SegImpl, SpectralEnhance
 
@@ -73,10 +73,12 @@ class SEPGNet(nn.Module):
         split_at: last shared stage, an index into the backbone's feature_info (-2: all but the last).
         parts: number of horizontal parts N.
         part_dim: bottleneck width of each part (and of the global branch).
-        dropout: dropout after each bottleneck BN (training only).
+        dropout: dropout between each bottleneck BN and its classifier (training only; embeddings never see it).
         seg: apply SEG to visible images (False is the ablation baseline).
         seg_impl: "fft" (any size) or "matmul" (fixed `input_size`, exportable).
         input_size: (H, W) the model is trained and exported at.
+        classifier: ID classifiers, "cosine" (scaled cosine, default) or "linear" (the authors' Linear with bias).
+        classifier_scale: logit scale of the cosine classifier.
         mean, std: input normalisation, shared by both modalities.
     """
 
@@ -88,10 +90,12 @@ class SEPGNet(nn.Module):
         split_at: int = -2,
         parts: int = 12,
         part_dim: int = 512,
-        dropout: float = 0.5,
+        dropout: float = 0.0,
         seg: bool = True,
         seg_impl: SegImpl = "fft",
         input_size: tuple[int, int] = (288, 144),
+        classifier: ClassifierKind = "cosine",
+        classifier_scale: float = 16.0,
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
     ) -> None:
@@ -110,12 +114,11 @@ class SEPGNet(nn.Module):
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self.trunk = trunk
         self.specific = duplicate(specific, MODALITIES)
-        self.global_head = duplicate(
-            Bottleneck(self.stage_spec.specific_channels, part_dim, num_classes, dropout), MODALITIES
-        )
-        self.part_heads = nn.ModuleList(
-            Bottleneck(self.stage_spec.shared_channels, part_dim, num_classes, dropout) for _ in range(parts)
-        )
+        self.classifier_kind = classifier
+        head = dict(num_classes=num_classes, dropout=dropout, classifier=classifier, scale=classifier_scale)
+        self.global_head = duplicate(Bottleneck(self.stage_spec.specific_channels, part_dim, **head), MODALITIES)
+        self.part_heads = nn.ModuleList(Bottleneck(self.stage_spec.shared_channels, part_dim, **head)
+                                        for _ in range(parts))
         self.pretrained_cfg = dict(
             backbone=backbone, input_size=(3, *self.input_size), mean=tuple(mean), std=tuple(std),
             embedding_dim=self.num_features, seg=seg,
@@ -135,10 +138,9 @@ class SEPGNet(nn.Module):
         shared = self.trunk(self.prepare(x, modality))
         return shared, self.specific[modality.value](shared)
 
-    def forward_parts(self, shared: Tensor, specific: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Part features [parts, B, part_dim] and part logits [parts, B, classes] (None without classes)."""
-        weighted = shared * spatial_attention(specific, shared.shape[-2:])
-        stripes = stripe_pool(weighted, self.parts)  # [B, parts, C]
+    def forward_parts(self, shared: Tensor, attention: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Part embeddings [parts, B, part_dim] and part logits [parts, B, classes] (None without classes)."""
+        stripes = stripe_pool(shared * attention, self.parts)  # [B, parts, C]
         outputs = [head(stripes[:, i]) for i, head in enumerate(self.part_heads)]
         features = torch.stack([f for f, _ in outputs])
         logits = torch.stack([lg for _, lg in outputs]) if self.num_classes > 0 else None
@@ -146,7 +148,7 @@ class SEPGNet(nn.Module):
 
     def forward_head(self, shared: Tensor, specific: Tensor) -> Tensor:
         """Eval embedding: the L2-normalised part features, concatenated -> [B, parts * part_dim]."""
-        features, _ = self.forward_parts(shared, specific)
+        features, _ = self.forward_parts(shared, spatial_attention(specific, shared.shape[-2:]))
         return l2_normalise(features).permute(1, 0, 2).reshape(shared.shape[0], self.num_features)
 
     # -- forward -----------------------------------------------------------------------------------------------
@@ -160,24 +162,25 @@ class SEPGNet(nn.Module):
         return self.forward_head(*self.forward_features(x, modality))
 
     def forward_train(self, visible: Tensor, infrared: Tensor) -> TrainOutput:
-        """Both modalities through the shared trunk in one pass (eq. 5-6), then per-modality stages and heads."""
+        """Both modalities through the shared trunk in one pass (eq. 5-6), then per-modality stages.
+
+        The part heads run once on the joint batch, so their BatchNorm normalises with statistics mixed
+        over both modalities in training, as its running statistics do in evaluation.
+        """
         if self.num_classes <= 0:
             raise ValueError("training needs a model built with num_classes > 0")
         num_visible = visible.shape[0]
         joint = torch.cat([self.prepare(visible, Modality.VISIBLE), self.prepare(infrared, Modality.INFRARED)])
-        shared_vis, shared_ir = self.trunk(joint).split([num_visible, infrared.shape[0]])
-        global_logits, part_features, part_logits = [], [], []
-        for name, shared in zip(MODALITIES, (shared_vis, shared_ir)):
-            specific = self.specific[name](shared)
-            _, logits = self.global_head[name](specific.mean(dim=(-2, -1)))
-            features, plogits = self.forward_parts(shared, specific)
-            global_logits.append(logits)
-            part_features.append(features)
-            part_logits.append(plogits)
+        shared = self.trunk(joint)
+        specific = [self.specific[name](part) for name, part in zip(MODALITIES, shared.split([num_visible,
+                                                                                               infrared.shape[0]]))]
+        global_logits = [self.global_head[name](s.mean(dim=(-2, -1)))[1] for name, s in zip(MODALITIES, specific)]
+        attention = torch.cat([spatial_attention(s, shared.shape[-2:]) for s in specific])
+        part_features, part_logits = self.forward_parts(shared, attention)
         return TrainOutput(
             global_logits=torch.cat(global_logits),
-            part_logits=torch.cat(part_logits, dim=1),
-            part_embeddings=l2_normalise(torch.cat(part_features, dim=1)),
+            part_logits=part_logits,
+            part_embeddings=l2_normalise(part_features),
             num_visible=num_visible,
         )
 

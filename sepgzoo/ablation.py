@@ -1,0 +1,140 @@
+"""`sepgzoo ablate`: the paper's Table II rows trained with one budget and several seeds, mean +- std.
+
+A row is a recipe overlay (`recipes/ablation/<row>.yaml`, or any YAML file) merged over the recipe
+being ablated, so any recipe can be ablated. Every (row, seed) is an ordinary run folder under the
+ablation folder; a run that finished (has metrics.json) is never retrained, an interrupted one is
+resumed from its last.pt, so re-running the same command continues an interrupted ablation.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sepgzoo.atomic import write_json, write_text
+from sepgzoo.config import (Recipe, apply_overrides, build_recipe, deep_merge, did_you_mean, find_recipe, read_yaml,
+                            recipe_dir, resolve_file)
+from sepgzoo.errors import UserError
+
+DEFAULT_ROWS = ("baseline", "se", "se_cc", "se_paba")
+METRICS = ("R1", "mAP", "mINP")
+
+
+def rows_dir() -> Path:
+    return recipe_dir() / "ablation"
+
+
+def available_rows() -> list[str]:
+    return sorted(p.stem for p in rows_dir().glob("*.yaml"))
+
+
+def find_row(name_or_path: str) -> Path:
+    """`se_paba` -> the shipped overlay; a name with `/` or ending in .yaml is a file."""
+    if "/" in name_or_path or name_or_path.endswith((".yaml", ".yml")):
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise UserError(f"ablation row file {path} does not exist")
+        return path
+    path = rows_dir() / f"{name_or_path}.yaml"
+    if not path.is_file():
+        hint = did_you_mean(name_or_path, available_rows())
+        raise UserError(f"unknown ablation row {name_or_path!r}{hint}; available: {', '.join(available_rows())}")
+    return path
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One training run of the ablation: a row, a seed, its resolved recipe and its run folder."""
+
+    row: str
+    seed: int
+    recipe: Recipe
+    run_dir: Path
+
+
+def plan(recipe_name: str, rows: list[str], seeds: int, overrides: list[str], output: Path) -> list[Cell]:
+    """Every (row, seed) run: recipe <- row overlay <- --set overrides <- train.seed (equal budget for all rows)."""
+    if seeds < 1:
+        raise UserError(f"--seeds {seeds}: expected at least 1")
+    base_path = find_recipe(recipe_name)
+    base = resolve_file(base_path)
+    cells = []
+    for row in rows:
+        overlay_path = find_row(row)
+        data = apply_overrides(deep_merge(base, read_yaml(overlay_path)), overrides)
+        for seed in range(seeds):
+            data = deep_merge(data, {"train": {"seed": seed}})
+            recipe = build_recipe(data, name=f"{base_path.stem}-{overlay_path.stem}")
+            cells.append(Cell(overlay_path.stem, seed, recipe, output / overlay_path.stem / f"seed{seed}"))
+    return cells
+
+
+def run_cell(cell: Cell) -> dict[str, Any]:
+    """Train (or resume) one cell unless it already finished; returns its metrics.json."""
+    from sepgzoo.engine import train
+    from sepgzoo.runs import STATE_NAME
+
+    metrics = cell.run_dir / "metrics.json"
+    if not metrics.is_file():
+        if (cell.run_dir / STATE_NAME).is_file():
+            train(cell.recipe, resume=cell.run_dir)
+        else:
+            train(cell.recipe, output=cell.run_dir)
+    return json.loads(metrics.read_text())
+
+
+def summarise_cells(cells: list[Cell], reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per protocol setting and row: mean and std (over seeds, ddof=1) of R1, mAP, mINP in percent."""
+    table: dict[str, dict[str, Any]] = {}
+    for cell, report in zip(cells, reports):
+        for setting, result in report["results"].items():
+            entry = table.setdefault(setting, {}).setdefault(cell.row, {"seeds": [], **{m: [] for m in METRICS}})
+            entry["seeds"].append(cell.seed)
+            for metric in METRICS:
+                entry[metric].append(round(100 * result[metric], 2))
+    for rows in table.values():
+        for entry in rows.values():
+            for metric in METRICS:
+                values = np.array(entry[metric])
+                std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+                entry[f"{metric}_mean"], entry[f"{metric}_std"] = round(float(values.mean()), 2), round(std, 2)
+    return table
+
+
+def markdown(table: dict[str, Any], title: str) -> str:
+    """One markdown table per protocol setting: row | R1 | mAP | mINP (mean +- std over seeds)."""
+    lines = [f"## {title}", ""]
+    for setting, rows in table.items():
+        seeds = max(len(entry["seeds"]) for entry in rows.values())
+        lines += [f"**{setting}** (mean ± std over {seeds} seed(s))", "", "| row | R1 | mAP | mINP |",
+                  "| --- | --- | --- | --- |"]
+        for row, entry in rows.items():
+            cells = " | ".join(f"{entry[f'{m}_mean']:.1f} ± {entry[f'{m}_std']:.1f}" for m in METRICS)
+            lines.append(f"| {row} | {cells} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def ablate(recipe_name: str, rows: list[str] | None = None, seeds: int = 3, overrides: list[str] | None = None,
+           output: str | Path | None = None) -> dict[str, Any]:
+    """Train and evaluate every (row, seed), then write ablation.json, ablation.md and ablation.png.
+
+    Example:
+        >>> ablate("synthetic", rows=["baseline", "se_paba"], seeds=3, overrides=["train.epochs=40"])
+    """
+    from sepgzoo.plots import ablation_bars
+
+    output = Path(output or f"runs/ablate-{Path(recipe_name).stem}")
+    cells = plan(recipe_name, list(rows or DEFAULT_ROWS), seeds, list(overrides or []), output)
+    reports = [run_cell(cell) for cell in cells]
+    table = summarise_cells(cells, reports)
+    result = {"recipe": recipe_name, "rows": list(dict.fromkeys(c.row for c in cells)), "seeds": seeds,
+              "overrides": list(overrides or []), "std": "sample standard deviation over seeds (ddof=1)",
+              "runs": {f"{c.row}/seed{c.seed}": str(c.run_dir) for c in cells}, "results": table}
+    write_json(output / "ablation.json", result)
+    text = markdown(table, f"Ablation of {recipe_name} ({', '.join(overrides or []) or 'recipe as is'})")
+    write_text(output / "ablation.md", text)
+    ablation_bars(table, output / "ablation.png")
+    return {**result, "markdown": text, "output": str(output)}
