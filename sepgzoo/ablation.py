@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from sepgzoo.atomic import write_json, write_text
-from sepgzoo.config import (Recipe, apply_overrides, build_recipe, deep_merge, did_you_mean, find_recipe, read_yaml,
+from sepgzoo.config import (Recipe, apply_overrides, build_recipe, deep_merge, find_recipe, find_yaml, read_yaml,
                             recipe_dir, resolve_file)
 from sepgzoo.errors import UserError
 
@@ -32,16 +32,7 @@ def available_rows() -> list[str]:
 
 def find_row(name_or_path: str) -> Path:
     """`se_paba` -> the shipped overlay; a name with `/` or ending in .yaml is a file."""
-    if "/" in name_or_path or name_or_path.endswith((".yaml", ".yml")):
-        path = Path(name_or_path)
-        if not path.is_file():
-            raise UserError(f"ablation row file {path} does not exist")
-        return path
-    path = rows_dir() / f"{name_or_path}.yaml"
-    if not path.is_file():
-        hint = did_you_mean(name_or_path, available_rows())
-        raise UserError(f"unknown ablation row {name_or_path!r}{hint}; available: {', '.join(available_rows())}")
-    return path
+    return find_yaml(name_or_path, rows_dir(), available_rows(), "ablation row")
 
 
 @dataclass(frozen=True)

@@ -129,18 +129,23 @@ def available_recipes() -> list[str]:
     return sorted(p.stem for p in recipe_dir().glob("*.yaml") if not p.stem.startswith("_"))
 
 
-def find_recipe(name_or_path: str) -> Path:
-    """`sysu` -> the shipped recipes/sysu.yaml; anything with a `/` or ending in .yaml is a path."""
+def find_yaml(name_or_path: str, folder: Path, available: list[str], what: str) -> Path:
+    """A shipped `folder/NAME.yaml` by name, or a file when the text has a `/` or ends in .yaml."""
     if "/" in name_or_path or name_or_path.endswith((".yaml", ".yml")):
         path = Path(name_or_path)
         if not path.is_file():
-            raise UserError(f"recipe file {path} does not exist")
+            raise UserError(f"{what} file {path} does not exist")
         return path
-    path = recipe_dir() / f"{name_or_path}.yaml"
+    path = folder / f"{name_or_path}.yaml"
     if not path.is_file():
-        hint = did_you_mean(name_or_path, available_recipes())
-        raise UserError(f"unknown recipe {name_or_path!r}{hint}; available: {', '.join(available_recipes())}")
+        hint = did_you_mean(name_or_path, available)
+        raise UserError(f"unknown {what} {name_or_path!r}{hint}; available: {', '.join(available)}")
     return path
+
+
+def find_recipe(name_or_path: str) -> Path:
+    """`sysu` -> the shipped recipes/sysu.yaml; anything with a `/` or ending in .yaml is a path."""
+    return find_yaml(name_or_path, recipe_dir(), available_recipes(), "recipe")
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
