@@ -86,7 +86,7 @@ def build_model(cfg: ModelCfg, classes: int, input_size: tuple[int, int]) -> tor
     """The recipe's model; `pretrained: imagenet` lets timm fetch or read its cache, with a clear error otherwise."""
     kwargs = dict(num_classes=classes, split_at=cfg.split_at, parts=cfg.parts, part_dim=cfg.part_dim,
                   dropout=cfg.dropout, seg=cfg.seg, seg_impl=cfg.seg_impl, input_size=input_size,
-                  classifier=cfg.classifier, classifier_scale=cfg.classifier_scale)
+                  classifier=cfg.classifier, classifier_scale=cfg.classifier_scale, part_norm=cfg.part_norm)
     if cfg.name == "sepg":
         kwargs["backbone"] = cfg.backbone
     pretrained = cfg.pretrained

@@ -42,7 +42,7 @@ def save_model(directory: str | Path, model: nn.Module, **meta: Any) -> Path:
     state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     with atomic_path(directory / WEIGHTS_NAME) as tmp:
         safetensors.torch.save_file(state, str(tmp))
-    args = {**model.model_args, "classifier": model.classifier_kind}  # legacy files without it mean "linear"
+    args = {**model.model_args, "classifier": model.classifier_kind, "part_norm": model.part_norm}
     info = {"format": FORMAT, "model": model.model_name, "model_args": _jsonable(args),
             "num_classes": model.num_classes, "embedding_dim": model.num_features,
             "input_size": list(model.input_size), "mean": model.mean.flatten().tolist(),
@@ -59,8 +59,9 @@ def update_meta(path: str | Path, **fields: Any) -> dict[str, Any]:
     return meta
 
 
-# Model files written before a model argument existed were built with its old behaviour.
-LEGACY_MODEL_ARGS = {"classifier": "linear"}
+# Model files written before a model argument existed were built with its old behaviour (save_model now
+# always records these arguments).
+LEGACY_MODEL_ARGS = {"classifier": "linear", "part_norm": "joint"}
 
 
 def _jsonable(args: dict[str, Any]) -> dict[str, Any]:

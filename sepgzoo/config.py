@@ -45,9 +45,10 @@ class ModelCfg:
     split_at: int = -2  # last shared stage (index into feature_info; -2: all but the last stage shared)
     parts: int = 12  # horizontal parts N
     part_dim: int = 512  # width of each part embedding
-    dropout: float = 0.0  # dropout before the ID classifiers only (authors: 0.5; embeddings never see it)
+    dropout: float = 0.0  # dropout before the ID classifiers only (authors: 0.5; embeddings and PABA never see it)
     classifier: Literal["cosine", "linear"] = "cosine"  # ID classifiers: scaled cosine, or Linear with bias (authors)
     classifier_scale: float = 16.0  # logit scale of the cosine classifier
+    part_norm: Literal["joint", "modality"] = "joint"  # part-head BN statistics, the same in training and eval
     seg: bool = True  # spectral enhancement of visible images (false: ablation baseline)
     seg_impl: Literal["fft", "matmul"] = "fft"  # SEG implementation used in training (same numbers)
 

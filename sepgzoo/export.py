@@ -89,7 +89,8 @@ class EmbeddingGraph(nn.Module):
         x = model.prepare(x, self.modality).to(torch.float16)
         shared = model.trunk(x)
         specific = model.specific[self.modality.value](shared)
-        features, _ = model.forward_parts(shared, spatial_attention(specific, shared.shape[-2:]))  # as forward_head
+        attention = spatial_attention(specific, shared.shape[-2:])
+        features, _ = model.forward_parts(shared, attention, self.modality.value)  # as forward_head
         embedding = l2_normalise(features.to(torch.float32)).permute(1, 0, 2)
         return embedding.reshape(images.shape[0], model.num_features)
 

@@ -12,7 +12,7 @@ from sepgzoo.config import load_recipe
 from sepgzoo.diagnostics import classifier_fit, trunk_gradient_norms
 from sepgzoo.engine import train
 from sepgzoo.losses import LossWeights, sepg_loss
-from sepgzoo.models.layers import CosineClassifier
+from sepgzoo.models.layers import CosineClassifier, ModalityBatchNorm1d
 from sepgzoo.registry import create_model
 
 SIZE = (64, 32)
@@ -43,12 +43,13 @@ def test_metric_features_never_see_dropout():
     assert not torch.allclose(first.part_logits, second.part_logits), "the classifiers do see dropout"
 
 
-def test_part_heads_normalise_in_training_as_evaluation_does():
+@pytest.mark.parametrize("part_norm", ["modality", "joint"])
+def test_part_heads_normalise_in_training_as_evaluation_does(part_norm):
     """With running statistics set to the last batch's (momentum 1), eval-mode embeddings of each modality
-    equal the training-mode ones: the part BatchNorm uses statistics of both modalities in both modes."""
-    model = create_model("test_sepg", num_classes=4, dropout=0.0)
+    equal the training-mode ones: the part BatchNorm uses the same statistics in both modes."""
+    model = create_model("test_sepg", num_classes=4, dropout=0.0, part_norm=part_norm)
     for module in model.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+        if isinstance(module, (torch.nn.modules.batchnorm._BatchNorm, ModalityBatchNorm1d)):
             module.momentum = 1.0
     visible, infrared = images(16, 2), images(16, 3)
     with torch.no_grad():
@@ -58,6 +59,16 @@ def test_part_heads_normalise_in_training_as_evaluation_does():
     evaluated = evaluated.view(32, model.parts, -1).permute(1, 0, 2)
     cosine = (trained * evaluated).sum(-1)
     assert cosine.min() > 0.999, f"train/eval part embeddings differ: min cosine {cosine.min():.4f}"
+
+
+def test_modality_batchnorm_normalises_each_modality_with_its_own_statistics():
+    norm = ModalityBatchNorm1d(3, ("visible", "infrared")).train()
+    x_vis, x_ir = torch.randn(8, 3) + 5.0, torch.randn(8, 3) * 3.0 - 2.0
+    for x, name in ((x_vis, "visible"), (x_ir, "infrared")):
+        expected = (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=False) + 1e-5)
+        torch.testing.assert_close(norm(x, name), expected)
+    torch.testing.assert_close(norm.running_mean_visible, 0.1 * x_vis.mean(0))
+    torch.testing.assert_close(norm.running_mean_infrared, 0.1 * x_ir.mean(0))
 
 
 def test_classifier_fit_matches_a_plain_computation():

@@ -42,18 +42,42 @@ def make_classifier(kind: ClassifierKind, dim: int, num_classes: int, scale: flo
     return linear
 
 
+class ModalityBatchNorm1d(nn.Module):
+    """BatchNorm with one affine transform and one set of running statistics per modality.
+
+    In training each modality's batch is normalised with its own statistics; in evaluation with its own
+    running statistics: what the network was trained on is what it is tested on.
+    """
+
+    def __init__(self, dim: int, modalities: tuple[str, ...], momentum: float = 0.1, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
+        self.momentum, self.eps = momentum, eps
+        for name in modalities:
+            self.register_buffer(f"running_mean_{name}", torch.zeros(dim))
+            self.register_buffer(f"running_var_{name}", torch.ones(dim))
+
+    def forward(self, x: Tensor, modality: str) -> Tensor:
+        mean, var = getattr(self, f"running_mean_{modality}"), getattr(self, f"running_var_{modality}")
+        return nn.functional.batch_norm(x, mean, var, self.weight, self.bias, self.training, self.momentum, self.eps)
+
+
 class Bottleneck(nn.Module):
     """Linear -> BN embedding, plus an optional ID classifier that sees the embedding through dropout.
 
     Returns (embedding, logits). The embedding is never dropped out: it is what evaluation and the
     metric losses see, so PABA trains the very vector retrieval ranks with. logits is None without classes.
+    With `modalities`, the BN keeps statistics per modality (`ModalityBatchNorm1d`) and `forward` needs the
+    modality; without, one BatchNorm1d serves every input.
     """
 
     def __init__(self, in_features: int, dim: int = 512, num_classes: int = 0, dropout: float = 0.5,
-                 classifier: ClassifierKind = "cosine", scale: float = 16.0) -> None:
+                 classifier: ClassifierKind = "cosine", scale: float = 16.0,
+                 modalities: tuple[str, ...] | None = None) -> None:
         super().__init__()
         self.reduce = nn.Linear(in_features, dim)
-        self.bn = nn.BatchNorm1d(dim)
+        self.bn = ModalityBatchNorm1d(dim, modalities) if modalities else nn.BatchNorm1d(dim)
         self.dropout = nn.Dropout(dropout)
         self.classifier_kind, self.scale = classifier, scale
         self.classifier = make_classifier(classifier, dim, num_classes, scale)
@@ -61,10 +85,11 @@ class Bottleneck(nn.Module):
         nn.init.zeros_(self.reduce.bias)
 
     def reset_classifier(self, num_classes: int) -> None:
-        self.classifier = make_classifier(self.classifier_kind, self.bn.num_features, num_classes, self.scale)
+        self.classifier = make_classifier(self.classifier_kind, self.reduce.out_features, num_classes, self.scale)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
-        embedding = self.bn(self.reduce(x))
+    def forward(self, x: Tensor, modality: str | None = None) -> tuple[Tensor, Tensor | None]:
+        reduced = self.reduce(x)
+        embedding = self.bn(reduced, modality) if isinstance(self.bn, ModalityBatchNorm1d) else self.bn(reduced)
         logits = self.classifier(self.dropout(embedding)) if self.classifier is not None else None
         return embedding, logits
 

@@ -1,7 +1,7 @@
 """SEPG-Net: SEG on visible images, a shared trunk, modality-specific last stages, part-based head (paper II)."""
 
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -14,6 +14,7 @@ from sepgzoo.seg import SegImpl, SpectralEnhance
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MODALITIES = (Modality.VISIBLE.value, Modality.INFRARED.value)
+PartNorm = Literal["modality", "joint"]
 
 
 class TrainOutput(NamedTuple):
@@ -79,6 +80,8 @@ class SEPGNet(nn.Module):
         input_size: (H, W) the model is trained and exported at.
         classifier: ID classifiers, "cosine" (scaled cosine, default) or "linear" (the authors' Linear with bias).
         classifier_scale: logit scale of the cosine classifier.
+        part_norm: part-head BatchNorm statistics: "modality" (per modality, in training and evaluation) or
+            "joint" (one set over both modalities, in training and evaluation).
         mean, std: input normalisation, shared by both modalities.
     """
 
@@ -96,6 +99,7 @@ class SEPGNet(nn.Module):
         input_size: tuple[int, int] = (288, 144),
         classifier: ClassifierKind = "cosine",
         classifier_scale: float = 16.0,
+        part_norm: PartNorm = "joint",
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
     ) -> None:
@@ -114,11 +118,12 @@ class SEPGNet(nn.Module):
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self.trunk = trunk
         self.specific = duplicate(specific, MODALITIES)
-        self.classifier_kind = classifier
+        self.classifier_kind, self.part_norm = classifier, part_norm
         head = dict(num_classes=num_classes, dropout=dropout, classifier=classifier, scale=classifier_scale)
         self.global_head = duplicate(Bottleneck(self.stage_spec.specific_channels, part_dim, **head), MODALITIES)
-        self.part_heads = nn.ModuleList(Bottleneck(self.stage_spec.shared_channels, part_dim, **head)
-                                        for _ in range(parts))
+        part_modalities = MODALITIES if part_norm == "modality" else None
+        self.part_heads = nn.ModuleList(Bottleneck(self.stage_spec.shared_channels, part_dim, **head,
+                                                   modalities=part_modalities) for _ in range(parts))
         self.pretrained_cfg = dict(
             backbone=backbone, input_size=(3, *self.input_size), mean=tuple(mean), std=tuple(std),
             embedding_dim=self.num_features, seg=seg,
@@ -138,17 +143,18 @@ class SEPGNet(nn.Module):
         shared = self.trunk(self.prepare(x, modality))
         return shared, self.specific[modality.value](shared)
 
-    def forward_parts(self, shared: Tensor, attention: Tensor) -> tuple[Tensor, Tensor | None]:
+    def forward_parts(self, shared: Tensor, attention: Tensor, modality: str) -> tuple[Tensor, Tensor | None]:
         """Part embeddings [parts, B, part_dim] and part logits [parts, B, classes] (None without classes)."""
         stripes = stripe_pool(shared * attention, self.parts)  # [B, parts, C]
-        outputs = [head(stripes[:, i]) for i, head in enumerate(self.part_heads)]
+        outputs = [head(stripes[:, i], modality) for i, head in enumerate(self.part_heads)]
         features = torch.stack([f for f, _ in outputs])
         logits = torch.stack([lg for _, lg in outputs]) if self.num_classes > 0 else None
         return features, logits
 
-    def forward_head(self, shared: Tensor, specific: Tensor) -> Tensor:
+    def forward_head(self, shared: Tensor, specific: Tensor, modality: str | Modality) -> Tensor:
         """Eval embedding: the L2-normalised part features, concatenated -> [B, parts * part_dim]."""
-        features, _ = self.forward_parts(shared, spatial_attention(specific, shared.shape[-2:]))
+        attention = spatial_attention(specific, shared.shape[-2:])
+        features, _ = self.forward_parts(shared, attention, as_modality(modality).value)
         return l2_normalise(features).permute(1, 0, 2).reshape(shared.shape[0], self.num_features)
 
     # -- forward -----------------------------------------------------------------------------------------------
@@ -159,29 +165,34 @@ class SEPGNet(nn.Module):
             return self.forward_train(*x)
         if modality is None:
             raise ValueError("in eval mode SEPGNet needs modality='visible' or 'infrared'")
-        return self.forward_head(*self.forward_features(x, modality))
+        return self.forward_head(*self.forward_features(x, modality), modality)
 
     def forward_train(self, visible: Tensor, infrared: Tensor) -> TrainOutput:
-        """Both modalities through the shared trunk in one pass (eq. 5-6), then per-modality stages.
+        """Both modalities through the shared trunk in one pass (eq. 5-6), then per-modality stages and heads.
 
-        The part heads run once on the joint batch, so their BatchNorm normalises with statistics mixed
-        over both modalities in training, as its running statistics do in evaluation.
+        The part heads normalise as they will in evaluation: per modality ("modality") or over the joint
+        batch ("joint").
         """
         if self.num_classes <= 0:
             raise ValueError("training needs a model built with num_classes > 0")
-        num_visible = visible.shape[0]
+        sizes = [visible.shape[0], infrared.shape[0]]
         joint = torch.cat([self.prepare(visible, Modality.VISIBLE), self.prepare(infrared, Modality.INFRARED)])
         shared = self.trunk(joint)
-        specific = [self.specific[name](part) for name, part in zip(MODALITIES, shared.split([num_visible,
-                                                                                               infrared.shape[0]]))]
+        specific = [self.specific[name](part) for name, part in zip(MODALITIES, shared.split(sizes))]
         global_logits = [self.global_head[name](s.mean(dim=(-2, -1)))[1] for name, s in zip(MODALITIES, specific)]
-        attention = torch.cat([spatial_attention(s, shared.shape[-2:]) for s in specific])
-        part_features, part_logits = self.forward_parts(shared, attention)
+        attention = [spatial_attention(s, shared.shape[-2:]) for s in specific]
+        if self.part_norm == "joint":
+            part_features, part_logits = self.forward_parts(shared, torch.cat(attention), MODALITIES[0])
+        else:
+            outputs = [self.forward_parts(part, att, name)
+                       for name, part, att in zip(MODALITIES, shared.split(sizes), attention)]
+            part_features = torch.cat([f for f, _ in outputs], dim=1)
+            part_logits = torch.cat([lg for _, lg in outputs], dim=1)
         return TrainOutput(
             global_logits=torch.cat(global_logits),
             part_logits=part_logits,
             part_embeddings=l2_normalise(part_features),
-            num_visible=num_visible,
+            num_visible=sizes[0],
         )
 
     # -- timm-style contract -------------------------------------------------------------------------------------
