@@ -150,3 +150,21 @@ def test_graph_problems_flags_forbidden_constructs():
     fixed = helper.make_tensor_value_info("images", TensorProto.FLOAT, [2, 4, 4, 3])
     problems = "\n".join(graph_problems(_graph([], [fixed]), (4, 4), 8, opset=17))
     assert "not uint8" in problems and "only the batch axis dynamic" in problems and "opset 18, expected 17" in problems
+
+
+@pytest.mark.parametrize("modality", ["visible", "infrared"])
+def test_fp16_graph_uses_each_modalitys_part_statistics(modality):
+    """part_norm=modality: the exported graph normalises the parts with the statistics of its own modality."""
+    from sepgzoo.registry import create_model
+
+    torch.manual_seed(0)
+    model = create_model("test_sepg", part_norm="modality").eval()
+    for head in model.part_heads:  # statistics that differ between the modalities
+        head.bn.running_mean_infrared.normal_()
+        head.bn.running_var_infrared.uniform_(0.5, 2.0)
+    images = torch.randint(0, 256, (2, H, W, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        half = EmbeddingGraph(model, modality, fp16=True)(images).float().numpy()
+    expected = torch_reference(model, images.numpy(), modality)
+    other = torch_reference(model, images.numpy(), "infrared" if modality == "visible" else "visible")
+    assert np.abs(half - expected).max() < 2e-2 < np.abs(expected - other).max()
