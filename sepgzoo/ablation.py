@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from sepgzoo.atomic import write_json, write_text
 from sepgzoo.config import (Recipe, apply_overrides, build_recipe, deep_merge, find_recipe, find_yaml, read_yaml,
@@ -119,7 +120,11 @@ def ablate(recipe_name: str, rows: list[str] | None = None, seeds: int = 3, over
 
     output = Path(output or f"runs/ablate-{Path(recipe_name).stem}")
     cells = plan(recipe_name, list(rows or DEFAULT_ROWS), seeds, list(overrides or []), output)
-    reports = [run_cell(cell) for cell in cells]
+    reports = []
+    for number, cell in enumerate(cells, 1):
+        state = "done" if (cell.run_dir / "metrics.json").is_file() else "training"
+        tqdm.write(f"ablation run {number}/{len(cells)}: {cell.row}, seed {cell.seed} ({state}) -> {cell.run_dir}")
+        reports.append(run_cell(cell))
     table = summarise_cells(cells, reports)
     result = {"recipe": recipe_name, "rows": list(dict.fromkeys(c.row for c in cells)), "seeds": seeds,
               "overrides": list(overrides or []), "std": "sample standard deviation over seeds (ddof=1)",
