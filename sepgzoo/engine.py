@@ -271,6 +271,10 @@ def train(recipe: Recipe, output: str | Path | None = None, resume: str | Path |
             tqdm.write(f"training {recipe.name}: {trainer.num_classes} identities, world size {dist_info.world_size}, "
                        f"device {device}, epochs {trainer.start_epoch + 1}..{recipe.train.epochs} -> {run_dir}")
         trainer.fit()
+        if dist_info.is_main and trainer.log.rows:
+            from sepgzoo.curves import plot_run_curves
+
+            plot_run_curves(run_dir)
         if dist_info.is_main and recipe.train.evaluate:
             from sepgzoo.evaluate import evaluate_run
 

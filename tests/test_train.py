@@ -46,7 +46,7 @@ def trained_run(sysu_root, tmp_path_factory) -> Path:
 
 def test_run_folder_holds_every_file(trained_run):
     assert {p.name for p in trained_run.iterdir()} >= {"recipe.yaml", "last.pt", "model.safetensors", "model.json",
-                                                        "metrics.json", "log.csv"}
+                                                        "metrics.json", "log.csv", "curves.png"}
     state = torch.load(trained_run / "last.pt", weights_only=True)
     assert state["epoch"] == 1 and set(state) >= {"model", "optimizer", "scheduler", "rng", "recipe"}
     meta = read_meta(trained_run)
