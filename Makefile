@@ -13,7 +13,7 @@ $(BIN)/sepgzoo: pyproject.toml
 .PHONY: setup demo test bench
 setup: $(BIN)/sepgzoo
 
-demo: setup  ## train the synthetic recipe on CPU (~10 min on 2 cores), evaluate, print Rank-1/mAP
+demo: setup  ## train the synthetic recipe on CPU (~3 min on 2 cores, after the set-up), evaluate, print Rank-1/mAP
 	$(BIN)/sepgzoo train --recipe synthetic
 
 test: setup  ## the whole test suite (CPU, offline)
