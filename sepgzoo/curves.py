@@ -4,6 +4,7 @@ import csv
 from pathlib import Path
 
 from sepgzoo.errors import UserError
+from sepgzoo.runs import CsvLog
 
 LOG_NAME = "log.csv"
 
@@ -23,7 +24,7 @@ def read_log(log: str | Path) -> list[dict[str, str]]:
     """The rows of a log.csv (one per epoch); a log without rows is an error naming the file."""
     log = Path(log)
     try:
-        rows = list(csv.DictReader(log.read_text().splitlines()))
+        rows = CsvLog(log).rows
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise UserError(f"cannot read {log} ({err}); expected a CSV log written by `sepgzoo train`") from err
     if not rows:

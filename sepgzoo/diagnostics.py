@@ -20,7 +20,7 @@ def uniform_cross_entropy(num_classes: int) -> float:
 
 
 @torch.no_grad()
-def classifier_fit(out: TrainOutput, labels_visible: Tensor, labels_infrared: Tensor) -> dict[str, float]:
+def classifier_fit(out: TrainOutput, labels_visible: Tensor, labels_infrared: Tensor) -> dict[str, Tensor]:
     """Unweighted ID cross-entropy and top-1 accuracy of the specific and part classifiers on this batch.
 
     `ce_parts` and `acc_parts` are means over parts (one part's classifier, on average), so both are
@@ -42,16 +42,13 @@ class TrunkOutput:
 
     def __init__(self, trunk: nn.Module) -> None:
         self.value: Tensor | None = None
-        self.handle = trunk.register_forward_hook(self._keep)
+        trunk.register_forward_hook(self._keep)
 
     def _keep(self, module: nn.Module, args, output: Tensor) -> None:
         self.value = output
 
-    def remove(self) -> None:
-        self.handle.remove()
 
-
-def trunk_gradient_norms(terms: dict[str, Tensor], shared: Tensor) -> dict[str, float]:
+def trunk_gradient_norms(terms: dict[str, Tensor], shared: Tensor) -> dict[str, Tensor]:
     """L2 norm of d(term)/d(shared feature map) for each weighted loss term: what each term asks of the trunk.
 
     Every term is differentiated separately (the graph is kept for the real backward pass), so this

@@ -18,12 +18,12 @@ import safetensors.torch
 import timm
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import Tensor, nn
 from tqdm import tqdm
 
 from sepgzoo.atomic import atomic_path, write_json
 from sepgzoo.data.synthetic import SYSU_CAMERAS, Identity, identity_combos, make_identities, render
+from sepgzoo.data.transforms import resize_step
 from sepgzoo.errors import UserError
 from sepgzoo.models.sepg import IMAGENET_MEAN, IMAGENET_STD
 from sepgzoo.models.split import check_family
@@ -132,7 +132,7 @@ def render_visible(people: list[Identity], images_per_id: int, seed: int,
         for n in range(images_per_id):
             camera = SYSU_CAMERAS[VISIBLE_CAMERAS[n % len(VISIBLE_CAMERAS)]]
             image = render(person, camera, np.random.default_rng([seed, 13, label, n]))
-            images.append(np.asarray(image.resize(size[::-1], Image.LANCZOS)))
+            images.append(np.asarray(resize_step(size)(image)))
             labels.append(label)
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(), torch.tensor(labels)
 

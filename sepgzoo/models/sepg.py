@@ -143,8 +143,12 @@ class SEPGNet(nn.Module):
         shared = self.trunk(self.prepare(x, modality))
         return shared, self.specific[modality.value](shared)
 
-    def forward_parts(self, shared: Tensor, attention: Tensor, modality: str) -> tuple[Tensor, Tensor | None]:
-        """Part embeddings [parts, B, part_dim] and part logits [parts, B, classes] (None without classes)."""
+    def forward_parts(self, shared: Tensor, attention: Tensor,
+                      modality: str | None) -> tuple[Tensor, Tensor | None]:
+        """Part embeddings [parts, B, part_dim] and part logits [parts, B, classes] (None without classes).
+
+        `modality` picks the part BatchNorm statistics with part_norm="modality"; "joint" ignores it.
+        """
         stripes = stripe_pool(shared * attention, self.parts)  # [B, parts, C]
         outputs = [head(stripes[:, i], modality) for i, head in enumerate(self.part_heads)]
         features = torch.stack([f for f, _ in outputs])
@@ -182,7 +186,7 @@ class SEPGNet(nn.Module):
         global_logits = [self.global_head[name](s.mean(dim=(-2, -1)))[1] for name, s in zip(MODALITIES, specific)]
         attention = [spatial_attention(s, shared.shape[-2:]) for s in specific]
         if self.part_norm == "joint":
-            part_features, part_logits = self.forward_parts(shared, torch.cat(attention), MODALITIES[0])
+            part_features, part_logits = self.forward_parts(shared, torch.cat(attention), None)
         else:
             outputs = [self.forward_parts(part, att, name)
                        for name, part, att in zip(MODALITIES, shared.split(sizes), attention)]
