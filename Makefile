@@ -10,7 +10,7 @@ $(BIN)/sepgzoo: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-.PHONY: setup demo test bench
+.PHONY: setup demo test bench gpu-check
 setup: $(BIN)/sepgzoo
 
 demo: setup  ## train the synthetic recipe on CPU (~3 min on 2 cores, after the set-up), evaluate, print Rank-1/mAP
@@ -24,3 +24,6 @@ bench: setup  ## metric and training-step benchmarks (CPU here; run on a GPU mac
 	$(BIN)/python benchmarks/bench_metrics.py
 	$(BIN)/sepgzoo bench train --steps 3
 	$(BIN)/sepgzoo bench infer --iters 3
+
+gpu-check: setup  ## GPU self-check on a CUDA machine (~3-5 min): writes runs/gpu-check-<time>/gpu-report.json + .md
+	$(BIN)/sepgzoo doctor --gpu

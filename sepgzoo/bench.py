@@ -6,6 +6,7 @@ import time
 
 import torch
 
+from sepgzoo.engine import forward_loss
 from sepgzoo.losses import LossWeights, sepg_loss
 from sepgzoo.registry import create_model
 
@@ -49,13 +50,7 @@ def bench_training_step(model_name: str, ids: int, images_per_id: int, size: tup
     weights = LossWeights()
 
     def step() -> None:
-        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-            out = model((visible, infrared))
-        loss = sepg_loss(out, labels, labels, weights)["total"]
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        training_step(model, optimizer, scaler, visible, infrared, labels, weights, use_amp)
 
     for _ in range(2):
         step()
@@ -76,6 +71,18 @@ def bench_training_step(model_name: str, ids: int, images_per_id: int, size: tup
             "peak_memory_mib": round(peak, 1),
             "peak_memory_kind": "CUDA allocated" if device.type == "cuda" else "process RSS",
             "torch": torch.__version__}
+
+
+def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                  visible: torch.Tensor, infrared: torch.Tensor, labels: torch.Tensor, weights: LossWeights,
+                  use_amp: bool) -> torch.Tensor:
+    """One timed step: the trainer's forward + eq. 9 loss (`engine.forward_loss`), backward, SGD; returns the loss."""
+    _, terms = forward_loss(model, visible, infrared, labels, labels, weights, use_amp)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(terms["total"]).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return terms["total"].detach()
 
 
 def _loss_time(model, visible, infrared, labels, weights, use_amp, device, steps) -> float:

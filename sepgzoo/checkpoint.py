@@ -14,6 +14,7 @@ from torch import nn
 
 from sepgzoo.atomic import atomic_path, read_json, write_json
 from sepgzoo.errors import UserError
+from sepgzoo.preprocess import contract
 from sepgzoo.registry import create_model
 
 FORMAT = "sepgzoo-model/1"
@@ -46,7 +47,8 @@ def save_model(directory: str | Path, model: nn.Module, **meta: Any) -> Path:
     info = {"format": FORMAT, "model": model.model_name, "model_args": _jsonable(args),
             "num_classes": model.num_classes, "embedding_dim": model.num_features,
             "input_size": list(model.input_size), "mean": model.mean.flatten().tolist(),
-            "std": model.std.flatten().tolist(), "versions": versions(), **meta}
+            "std": model.std.flatten().tolist(), "preprocess": contract(model.input_size), "versions": versions(),
+            **meta}
     write_json(directory / META_NAME, info)
     return directory / WEIGHTS_NAME
 
@@ -73,6 +75,9 @@ def resolve_model_files(path: str | Path) -> tuple[Path, Path]:
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path} does not exist; expected a run folder or its {WEIGHTS_NAME}")
+    if path.is_file() and path.name not in (WEIGHTS_NAME, META_NAME):
+        raise UserError(f"{path} is not a sepgzoo model file: expected a run folder, or the {WEIGHTS_NAME} or "
+                        f"{META_NAME} written by `sepgzoo train`")
     directory = path if path.is_dir() else path.parent
     weights, meta = directory / WEIGHTS_NAME, directory / META_NAME
     for required in (weights, meta):

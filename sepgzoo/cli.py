@@ -48,10 +48,13 @@ def train(recipe_name: str, overrides: tuple[str, ...], output: str | None, resu
         return
     if resume and overrides:
         raise UserError("--resume continues a run with its own recipe; --set cannot be combined with it")
+    from sepgzoo.distributed import is_main_process
     from sepgzoo.engine import train as run_training
     from sepgzoo.evaluate import format_table
 
     run_dir = run_training(recipe, output=output, resume=resume)
+    if not is_main_process():  # under torchrun, rank 0 alone reports
+        return
     metrics = run_dir / "metrics.json"
     if metrics.is_file():
         click.echo(format_table(json.loads(metrics.read_text())))
@@ -209,6 +212,7 @@ main.add_command(export)
 main.add_command(embed)
 main.add_command(search)
 bench.add_command(bench_infer)
+main.add_command(__import__("sepgzoo.doctor_cli", fromlist=["doctor"]).doctor)
 
 if __name__ == "__main__":
     sys.exit(main())

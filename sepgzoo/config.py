@@ -85,6 +85,7 @@ class TrainCfg:
     iters_per_epoch: int = 0  # iterations per epoch (0: enough batches to see max(#visible, #infrared) images)
     log_grad_norms: bool = False  # log the gradient norm each loss term sends into the shared trunk (slower)
     evaluate: bool = True  # evaluate the last epoch on the test protocol when training ends
+    dist_timeout_s: float = 1800.0  # DDP: seconds a rank may wait in a collective before the job fails
 
 
 @dataclass(frozen=True)

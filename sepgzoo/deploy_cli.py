@@ -47,9 +47,11 @@ class TorchEmbedder(_Batching):
     def _run(self, images: np.ndarray) -> np.ndarray:
         import torch
 
+        from sepgzoo.data.transforms import to_unit_range
+
         x = torch.from_numpy(images).to(next(self.model.parameters()).device)
         with torch.inference_mode():
-            return self.model(x.permute(0, 3, 1, 2).float() / 255.0, modality=self.modality).float().cpu().numpy()
+            return self.model(to_unit_range(x.permute(0, 3, 1, 2)), modality=self.modality).float().cpu().numpy()
 
 
 def _one_backend(checkpoint: Path | None, model_path: Path | None) -> None:
@@ -164,7 +166,7 @@ def export(checkpoint: Path | None, output: Path | None, trt: bool, fp16: bool, 
 @click.option("--json", "as_json", is_flag=True, help='Print {"paths": [...], "embeddings": [[...], ...]}.')
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def embed(checkpoint, model_path, device, batch_size, modality, as_json, images) -> None:
-    """Print the embeddings of IMAGE files (resized to the model's input size, bilinear)."""
+    """Print the unit-norm embeddings of IMAGE files (decoded and resized as in evaluation: sepgzoo.preprocess)."""
     def body():
         _one_backend(checkpoint, model_path)
         if modality is None and (checkpoint is not None or (model_path is not None and model_path.is_dir())):
@@ -251,6 +253,87 @@ def _seg_onnx(size: tuple[int, int], path: Path) -> None:
                           dynamic_shapes={"images": {0: "batch"}})
 
 
+def _bench_device_error(device: str, backends: tuple[str, ...]) -> str | None:
+    """Why `bench infer --device` cannot run these backends here (None when it can)."""
+    if device != "cuda":
+        return None
+    import torch
+
+    if "torch" in backends and not torch.cuda.is_available():
+        return "--device cuda: PyTorch sees no CUDA device (torch.cuda.is_available() is False); use --device cpu"
+    if "onnxruntime" in backends:
+        import onnxruntime as ort
+
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            return ("--device cuda: this onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu instead "
+                    "of onnxruntime); use --device cpu")
+    return None
+
+
+def _bench_torch(model, images: dict[int, np.ndarray], device: str, iters: int, warmup: int, record) -> None:
+    """PyTorch eager rows: the whole visible graph and SEG alone, on `device`."""
+    import torch
+
+    from sepgzoo.bench import median_seconds
+
+    torch_device = torch.device(device)
+    model.to(torch_device)
+    with torch.inference_mode():
+        for b, batch in images.items():
+            x = torch.from_numpy(batch).to(torch_device)
+            prep = lambda: x.permute(0, 3, 1, 2).float() / 255.0  # noqa: E731
+            full = median_seconds(lambda: model(prep(), modality="visible"), iters, warmup, torch_device)
+            seg = (median_seconds(lambda: model.seg(prep()), iters, warmup, torch_device)
+                   if model.seg is not None else None)
+            record("torch", b, full, seg, "GPU" if torch_device.type == "cuda" else "CPU")
+
+
+def _bench_onnxruntime(onnx_path: Path, seg_path: Path | None, images: dict[int, np.ndarray], device: str,
+                       threads: int | None, iters: int, warmup: int, record, notes: list[str]) -> None:
+    """ONNX Runtime rows with the CPU or CUDA provider; the row's device is the provider the session really uses."""
+    import onnxruntime as ort
+
+    from sepgzoo.bench import median_seconds
+    from sepgzoo.runtime import DEVICE_PROVIDERS, OnnxEmbedder
+
+    session = _run(lambda: OnnxEmbedder(onnx_path, providers=device, threads=threads))
+    seg_session = None
+    if seg_path is not None:
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = threads
+        with contextlib.redirect_stdout(io.StringIO()):  # ORT prints provider fallbacks; --json must stay clean
+            seg_session = ort.InferenceSession(str(seg_path), options, providers=list(DEVICE_PROVIDERS[device]))
+        if seg_session.get_providers()[0] != session.provider:
+            notes.append(f"onnxruntime SEG share skipped: SEG ran on {seg_session.get_providers()[0]}, "
+                         f"the model on {session.provider}")
+            seg_session = None
+    label = "CPU" if session.provider == "CPUExecutionProvider" else "GPU"
+    for b, batch in images.items():
+        full = median_seconds(lambda: session.embed(batch), iters, warmup)
+        seg = (median_seconds(lambda: seg_session.run(None, {"images": batch}), iters, warmup)
+               if seg_session else None)
+        record(f"onnxruntime ({session.provider})", b, full, seg, label)
+
+
+def _bench_tensorrt(onnx_path: Path, images: dict[int, np.ndarray], size: tuple[int, int], iters: int, warmup: int,
+                    record, notes: list[str]) -> None:
+    """TensorRT rows (always on the GPU), or a note saying why there are none."""
+    from sepgzoo.bench import median_seconds
+    from sepgzoo.tensorrt import TensorRTEmbedder, build_engine, tensorrt_missing
+
+    reason = tensorrt_missing()
+    if reason:
+        notes.append(f"tensorrt skipped: {reason}")
+        return
+    engine = onnx_path.with_suffix(".plan")
+    build_engine(onnx_path, engine, "visible", size, max(images))
+    with TensorRTEmbedder(engine) as trt_model:
+        for b, batch in images.items():
+            record("tensorrt", b, median_seconds(lambda: trt_model.embed(batch), iters, warmup), None, "GPU")
+
+
 @click.command("infer")
 @click.option("--model", "model_name", default="sepg_resnet50", show_default=True,
               help="Registered model (random weights; speed does not depend on them).")
@@ -259,22 +342,27 @@ def _seg_onnx(size: tuple[int, int], path: Path) -> None:
 @click.option("--batch", "batches", type=click.IntRange(min=1), multiple=True, default=(1, 8, 32), show_default=True)
 @click.option("--backend", "backends", type=click.Choice(["torch", "onnxruntime", "tensorrt"]), multiple=True,
               default=("torch", "onnxruntime", "tensorrt"), show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="Where torch and ONNX Runtime run (ORT: CPU or CUDA provider); TensorRT always runs on the GPU.")
 @click.option("--iters", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch and ONNX Runtime.")
 @click.option("--json", "as_json", is_flag=True)
-def bench_infer(model_name, checkpoint, batches, backends, iters, warmup, threads, as_json) -> None:
-    """Images/s of the visible graph for PyTorch eager, ONNX Runtime and TensorRT, and SEG's share of its time."""
+def bench_infer(model_name, checkpoint, batches, backends, device, iters, warmup, threads, as_json) -> None:
+    """Images/s of the visible graph for PyTorch eager, ONNX Runtime and TensorRT, and SEG's share of its time.
+
+    Every row says where it ran (CPU or GPU): torch and ONNX Runtime on --device, TensorRT on the GPU.
+    """
     import tempfile
 
     import torch
 
-    from sepgzoo.bench import median_seconds
     from sepgzoo.export import to_onnx
     from sepgzoo.registry import create_model
-    from sepgzoo.runtime import OnnxEmbedder
-    from sepgzoo.tensorrt import build_engine, tensorrt_missing
 
+    problem = _bench_device_error(device, backends)
+    if problem:
+        raise click.ClickException(problem)
     if threads:
         torch.set_num_threads(threads)
     if checkpoint is not None:
@@ -290,57 +378,31 @@ def bench_infer(model_name, checkpoint, batches, backends, iters, warmup, thread
     rng = np.random.default_rng(0)
     images = {b: rng.integers(0, 256, size=(b, h, w, 3), dtype=np.uint8) for b in batches}
 
-    def record(backend: str, batch: int, seconds: float, seg_seconds: float | None) -> None:
-        rows.append({"backend": backend, "batch": batch, "images_per_s": batch / seconds,
+    def record(backend: str, batch: int, seconds: float, seg_seconds: float | None, where: str) -> None:
+        rows.append({"backend": backend, "device": where, "batch": batch, "images_per_s": batch / seconds,
                      "ms_per_batch": 1000 * seconds,
                      "seg_share": None if seg_seconds is None else seg_seconds / seconds})
         if not as_json:
             share = "" if seg_seconds is None else f"  SEG {100 * seg_seconds / seconds:5.1f}%"
-            click.echo(f"{backend:<12} batch {batch:>3}  {batch / seconds:8.1f} img/s  {1000 * seconds:9.1f} ms{share}")
+            click.echo(f"{backend:<12} {where:<3} batch {batch:>3}  {batch / seconds:8.1f} img/s  "
+                       f"{1000 * seconds:9.1f} ms{share}")
 
     with tempfile.TemporaryDirectory(prefix="sepgzoo-bench-") as tmp:
         if "torch" in backends:
-            with torch.inference_mode():
-                for b in batches:
-                    x = torch.from_numpy(images[b])
-                    prep = lambda: x.permute(0, 3, 1, 2).float() / 255.0  # noqa: E731
-                    full = median_seconds(lambda: model(prep(), modality="visible"), iters, warmup)
-                    seg = median_seconds(lambda: model.seg(prep()), iters, warmup) if model.seg is not None else None
-                    record("torch", b, full, seg)
-        if "onnxruntime" in backends or "tensorrt" in backends:
-            onnx_path = Path(tmp) / "visible.onnx"
+            _bench_torch(model, images, device, iters, warmup, record)
+        onnx_path = Path(tmp) / "visible.onnx"
+        if "onnxruntime" in backends or "tensorrt" in backends:  # to_onnx moves the model back to the CPU
             _run(lambda: to_onnx(model, "visible", onnx_path, max_batch=max(batches), parity=False))
         if "onnxruntime" in backends:
-            session = OnnxEmbedder(onnx_path, providers="cpu", threads=threads)
-            seg_session = None
+            seg_path = None
             if model.seg is not None:
-                _seg_onnx((h, w), Path(tmp) / "seg.onnx")
-                import onnxruntime as ort
-
-                options = ort.SessionOptions()
-                if threads:
-                    options.intra_op_num_threads = threads
-                seg_session = ort.InferenceSession(str(Path(tmp) / "seg.onnx"), options,
-                                                   providers=["CPUExecutionProvider"])
-            for b in batches:
-                full = median_seconds(lambda: session.embed(images[b]), iters, warmup)
-                seg = (median_seconds(lambda: seg_session.run(None, {"images": images[b]}), iters, warmup)
-                       if seg_session else None)
-                record(f"onnxruntime ({session.provider})", b, full, seg)
+                seg_path = Path(tmp) / "seg.onnx"
+                _seg_onnx((h, w), seg_path)
+            _bench_onnxruntime(onnx_path, seg_path, images, device, threads, iters, warmup, record, notes)
         if "tensorrt" in backends:
-            reason = tensorrt_missing()
-            if reason:
-                notes.append(f"tensorrt skipped: {reason}")
-            else:
-                from sepgzoo.tensorrt import TensorRTEmbedder
-
-                engine = Path(tmp) / "visible.plan"
-                build_engine(onnx_path, engine, "visible", (h, w), max(batches))
-                trt_model = TensorRTEmbedder(engine)
-                for b in batches:
-                    record("tensorrt", b, median_seconds(lambda: trt_model.embed(images[b]), iters, warmup), None)
-    summary = {"model": model_name, "input_size": [h, w], "modality": "visible", "threads": threads or
-               torch.get_num_threads(), "iters": iters, "results": rows, "notes": notes}
+            _bench_tensorrt(onnx_path, images, (h, w), iters, warmup, record, notes)
+    summary = {"model": model_name, "input_size": [h, w], "modality": "visible", "device": device,
+               "threads": threads or torch.get_num_threads(), "iters": iters, "results": rows, "notes": notes}
     if as_json:
         click.echo(json.dumps(summary))
     else:

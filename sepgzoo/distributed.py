@@ -1,5 +1,6 @@
 """DistributedDataParallel set-up from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK)."""
 
+import datetime
 import os
 from dataclasses import dataclass
 
@@ -21,15 +22,24 @@ class DistInfo:
         return self.world_size > 1
 
 
-def init_distributed(device_type: str) -> DistInfo:
-    """Join the process group torchrun describes (NCCL on CUDA, gloo on CPU); a no-op for a single process."""
+def init_distributed(device_type: str, timeout_s: float = 1800.0) -> DistInfo:
+    """Join the process group torchrun describes (NCCL on CUDA, gloo on CPU); a no-op for a single process.
+
+    `timeout_s` bounds every collective: a rank that waits longer for the others fails the job.
+    """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return DistInfo()
     info = DistInfo(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo",
+                                timeout=datetime.timedelta(seconds=timeout_s))
     return info
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun job, or a single process (read from the environment: valid after the group is gone)."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def barrier(info: DistInfo) -> None:

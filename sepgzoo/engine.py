@@ -1,13 +1,10 @@
 """The training loop: one plain loop over epochs with SGD, the eq. 9 loss, AMP on CUDA, DDP, kill-safe checkpoints."""
 
-import math
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -21,7 +18,11 @@ from sepgzoo.diagnostics import TrunkOutput, classifier_fit, trunk_gradient_norm
 from sepgzoo.distributed import DistInfo, barrier, cleanup, init_distributed
 from sepgzoo.errors import UserError
 from sepgzoo.losses import LossWeights, sepg_loss
-from sepgzoo.runs import CsvLog, load_state, new_run_dir, rng_state, save_state, set_rng_state
+from sepgzoo.models.sepg import TrainOutput
+from sepgzoo.runs import (CsvLog, gather_rng_states, load_state, new_run_dir, restore_rng_state, save_state,
+                          seed_everything)
+
+SYNC_EVERY = 20  # steps between host syncs (finite-loss check, progress bar); a sync every step stalls the GPU queue
 
 
 class TrainingDiverged(UserError):
@@ -34,12 +35,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def lr_factor(epoch: int, cfg: OptimCfg) -> float:
@@ -65,25 +60,70 @@ def loss_weights(recipe: Recipe) -> LossWeights:
 
 @dataclass
 class EpochStats:
-    """Running means of the loss terms and the throughput of one epoch."""
+    """Running sums of the loss terms and the throughput of one epoch.
 
-    sums: dict[str, float] = field(default_factory=dict)
+    The sums stay on the terms' device, and the first non-finite total loss is recorded there too, so
+    adding a step never waits for the device; reading `means()` or `first_non_finite()` does.
+    """
+
+    keys: list[str] = field(default_factory=list)
+    sums: torch.Tensor | None = None  # float64, one entry per key
+    bad_step: torch.Tensor | None = None  # 0-based step of the first non-finite total (-1: none)
+    bad_values: torch.Tensor | None = None  # every term at that step
     steps: int = 0
     images: int = 0
     start: float = field(default_factory=time.perf_counter)
 
     def add(self, terms: dict[str, torch.Tensor], images: int) -> None:
-        for key, value in terms.items():
-            self.sums[key] = self.sums.get(key, 0.0) + float(value)
+        total = terms["total"].detach()
+        values = torch.stack([value.detach().to(total.device, torch.float64) for value in terms.values()])
+        if self.sums is None:
+            self.keys = list(terms)
+            self.sums = torch.zeros_like(values)
+            self.bad_values = torch.zeros_like(values)
+            self.bad_step = torch.full((), -1, dtype=torch.long, device=total.device)
+        first_bad = (self.bad_step < 0) & ~torch.isfinite(total)
+        self.bad_step = torch.where(first_bad, self.steps, self.bad_step)
+        self.bad_values = torch.where(first_bad, values, self.bad_values)
+        self.sums += values
         self.steps += 1
         self.images += images
 
     def means(self) -> dict[str, float]:
-        return {key: value / max(self.steps, 1) for key, value in self.sums.items()}
+        if self.sums is None:
+            return {}
+        return dict(zip(self.keys, (self.sums / self.steps).tolist()))
+
+    def first_non_finite(self) -> tuple[int, dict[str, float]] | None:
+        """(0-based step, every term at that step) of the first non-finite total loss, or None."""
+        if self.bad_step is None or int(self.bad_step) < 0:
+            return None
+        return int(self.bad_step), dict(zip(self.keys, self.bad_values.tolist()))
 
     @property
     def images_per_second(self) -> float:
         return self.images / max(time.perf_counter() - self.start, 1e-9)
+
+
+def forward_loss(net: nn.Module, visible: torch.Tensor, infrared: torch.Tensor, labels_vis: torch.Tensor,
+                 labels_ir: torch.Tensor, weights: LossWeights,
+                 amp: bool) -> tuple[TrainOutput, dict[str, torch.Tensor]]:
+    """The forward pass (float16 autocast when `amp`) and the eq. 9 loss on float32 outputs.
+
+    The one definition of a step's loss, shared by the trainer and `sepgzoo bench train`.
+    """
+    with torch.autocast(visible.device.type, dtype=torch.float16, enabled=amp):
+        out = net((visible, infrared))
+    terms = sepg_loss(out._replace(global_logits=out.global_logits.float(), part_logits=out.part_logits.float(),
+                                   part_embeddings=out.part_embeddings.float()),
+                      labels_vis, labels_ir, weights)
+    return out, terms
+
+
+def restore_scaler(scaler: torch.amp.GradScaler, state: dict[str, Any]) -> None:
+    """A run saved without AMP (CPU, amp=false) saved {}, which an enabled scaler refuses: it keeps its defaults."""
+    if state:
+        scaler.load_state_dict(state)  # a disabled scaler ignores it
 
 
 @dataclass
@@ -135,9 +175,9 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
+        restore_scaler(self.scaler, state["scaler"])
         self.start_epoch = state["epoch"] + 1
+        restore_rng_state(state["rng"], self.dist, self.recipe.train.seed, self.start_epoch)
 
     # -- the loop ------------------------------------------------------------------------------------------------
     def fit(self) -> None:
@@ -152,11 +192,13 @@ class Trainer:
                    disable=not self.dist.is_main, dynamic_ncols=True, leave=False)
         for step, (visible, infrared, labels_vis, labels_ir) in enumerate(bar):
             terms = self.train_step(visible, infrared, labels_vis, labels_ir)
-            self._check_finite(terms, epoch, step)
             stats.add(terms, visible.shape[0] + infrared.shape[0])
-            bar.set_postfix(loss=f"{float(terms['total']):.3f}", lr=f"{self.scheduler.get_last_lr()[-1]:.2e}",
-                            img_s=f"{stats.images_per_second:.0f}")
+            if (step + 1) % SYNC_EVERY == 0:
+                self._check_finite(stats, epoch)
+                bar.set_postfix(loss=f"{float(terms['total']):.3f}", lr=f"{self.scheduler.get_last_lr()[-1]:.2e}",
+                                img_s=f"{stats.images_per_second:.0f}")
         bar.close()
+        self._check_finite(stats, epoch)
         return stats
 
     def train_step(self, visible, infrared, labels_vis, labels_ir) -> dict[str, torch.Tensor]:
@@ -164,11 +206,7 @@ class Trainer:
         fmt = torch.channels_last if self.device.type == "cuda" and self.recipe.train.channels_last else None
         visible, infrared = (x.to(**to, memory_format=fmt or torch.contiguous_format) for x in (visible, infrared))
         labels_vis, labels_ir = labels_vis.to(**to), labels_ir.to(**to)
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            out = self.net((visible, infrared))
-        terms = sepg_loss(out._replace(global_logits=out.global_logits.float(), part_logits=out.part_logits.float(),
-                                       part_embeddings=out.part_embeddings.float()),
-                          labels_vis, labels_ir, self.weights)
+        out, terms = forward_loss(self.net, visible, infrared, labels_vis, labels_ir, self.weights, self.amp)
         diagnostics = classifier_fit(out, labels_vis, labels_ir)
         if self.trunk_output is not None:
             diagnostics.update(trunk_gradient_norms(terms, self.trunk_output.value))
@@ -178,13 +216,16 @@ class Trainer:
         self.scaler.update()
         return {key: value.detach() for key, value in {**terms, **diagnostics}.items()}
 
-    def _check_finite(self, terms: dict[str, torch.Tensor], epoch: int, step: int) -> None:
-        if not math.isfinite(float(terms["total"])):
-            values = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
-            raise TrainingDiverged(
-                f"loss is not finite at epoch {epoch + 1}, iteration {step + 1} ({values}); lower optim.lr or "
-                f"check the data. The last complete checkpoint is in {self.run_dir}"
-            )
+    def _check_finite(self, stats: EpochStats, epoch: int) -> None:
+        bad = stats.first_non_finite()
+        if bad is None:
+            return
+        step, terms = bad
+        values = ", ".join(f"{k}={v:.4g}" for k, v in terms.items())
+        raise TrainingDiverged(
+            f"loss is not finite at epoch {epoch + 1}, iteration {step + 1} ({values}; noticed at iteration "
+            f"{stats.steps}); lower optim.lr or check the data. The last complete checkpoint is in {self.run_dir}"
+        )
 
     def end_epoch(self, epoch: int, stats: EpochStats) -> dict[str, Any]:
         """Step the schedule, then (rank 0) log the epoch and write the checkpoint files atomically."""
@@ -196,6 +237,8 @@ class Trainer:
                "world_size": self.dist.world_size, "ln_classes": round(uniform_cross_entropy(self.num_classes), 4)}
         if self.dist.is_main:
             row.update(self.validate())
+        rng = gather_rng_states(self.dist)  # after validation, which draws from rank 0's RNG
+        if self.dist.is_main:
             self.log.append(row)
             if self.tensorboard is not None:
                 for key, value in row.items():
@@ -206,7 +249,7 @@ class Trainer:
                        hardware=describe_hardware(self.device, self.dist.world_size))
             save_state(self.run_dir, {
                 "epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng_state(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng,
                 "recipe": self.recipe.to_dict(), "world_size": self.dist.world_size,
             })
             tqdm.write(_format_row(row))
@@ -256,7 +299,9 @@ def train(recipe: Recipe, output: str | Path | None = None, resume: str | Path |
         run_dir, state = load_state(resume)
         recipe = recipe_from_dict(state["recipe"])
     device = resolve_device(recipe.train.device)
-    dist_info = init_distributed(device.type)
+    if recipe.train.dist_timeout_s <= 0:
+        raise UserError(f"train.dist_timeout_s = {recipe.train.dist_timeout_s}: expected a positive number of seconds")
+    dist_info = init_distributed(device.type, recipe.train.dist_timeout_s)
     try:
         if device.type == "cuda":
             device = torch.device("cuda", dist_info.local_rank)
@@ -271,15 +316,20 @@ def train(recipe: Recipe, output: str | Path | None = None, resume: str | Path |
             tqdm.write(f"training {recipe.name}: {trainer.num_classes} identities, world size {dist_info.world_size}, "
                        f"device {device}, epochs {trainer.start_epoch + 1}..{recipe.train.epochs} -> {run_dir}")
         trainer.fit()
-        if dist_info.is_main and trainer.log.rows:
+        # Every rank leaves the process group together (NCCL's teardown is collective), before rank 0 evaluates
+        # alone: a rank waiting in a collective through a 10-trial evaluation would outlast the timeout.
+        barrier(dist_info)
+        cleanup(dist_info)
+        if not dist_info.is_main:
+            return run_dir
+        if trainer.log.rows:
             from sepgzoo.curves import plot_run_curves
 
             plot_run_curves(run_dir)
-        if dist_info.is_main and recipe.train.evaluate:
+        if recipe.train.evaluate:
             from sepgzoo.evaluate import evaluate_run
 
             evaluate_run(run_dir, device=device)
-        barrier(dist_info)
         return run_dir
     finally:
         cleanup(dist_info)

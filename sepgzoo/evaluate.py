@@ -18,7 +18,7 @@ from sepgzoo.data.torchdata import ImageDataset
 from sepgzoo.data.transforms import build_test_transform
 from sepgzoo.errors import UserError
 from sepgzoo.metrics import evaluate, feature_distance
-from sepgzoo.models.layers import l2_normalise
+from sepgzoo.models.layers import join_parts
 
 
 @torch.no_grad()
@@ -28,7 +28,8 @@ def extract_features(model: torch.nn.Module, samples: list[Sample], modality: st
     """Embeddings [N, D] of `samples`, all through the `modality` stem, in sample order.
 
     Flip test-time augmentation averages each part embedding with that of the mirrored image and
-    re-normalises it (the CAJ convention; the SEPG code sums without re-normalising).
+    re-normalises it (the CAJ convention; the SEPG code sums without re-normalising); the result has norm 1
+    like every embedding.
     """
     model.eval()
     dataset = ImageDataset(samples, build_test_transform(model.input_size), image_loader(cached, model.input_size))
@@ -39,7 +40,7 @@ def extract_features(model: torch.nn.Module, samples: list[Sample], modality: st
         emb = model(images, modality=modality)
         if flip:
             both = emb + model(images.flip(-1), modality=modality)
-            emb = l2_normalise(both.view(len(both), model.parts, -1)).flatten(1)
+            emb = join_parts(both.view(len(both), model.parts, -1).transpose(0, 1))
         features.append(emb.float().cpu().numpy())
     return np.concatenate(features) if features else np.zeros((0, model.num_features), np.float32)
 
@@ -88,7 +89,7 @@ def evaluate_model(model: torch.nn.Module, recipe: Recipe, device: torch.device 
         query = features(protocol.query, protocol.query_modality)
         gallery = features(protocol.gallery, protocol.gallery_modality)
         result = run_trials(protocol, query, gallery)
-        result["options"].update(flip_tta=recipe.eval.flip, feature="concatenated L2-normalised part embeddings")
+        result["options"].update(flip_tta=recipe.eval.flip, feature="unit-norm concatenation of L2-normalised part embeddings")
         results[name] = result
         first = first or (protocol, query, gallery)
     if plots is not None:

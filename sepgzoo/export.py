@@ -2,7 +2,8 @@
 
 Graph contract (both modalities): input `images` uint8 [batch, H, W, 3] RGB (infrared as 3-channel grey),
 output `embeddings` float32 [batch, D]; inside: Cast -> NHWC->NCHW -> /255 -> SEG (visible only, MatMul
-DFT, fp32) -> (x - mean) / std -> network -> per-part L2 normalisation. Only the batch axis is dynamic.
+DFT, fp32) -> (x - mean) / std -> network -> per-part L2 normalisation, concatenated / sqrt(parts), so the
+embedding has norm 1. Only the batch axis is dynamic.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ import torch
 from torch import Tensor, nn
 
 from sepgzoo.atomic import atomic_path, write_json
+from sepgzoo.data.transforms import to_unit_range
 from sepgzoo.errors import UserError
 from sepgzoo.modality import Modality, as_modality
-from sepgzoo.models.layers import l2_normalise, spatial_attention
+from sepgzoo.models.layers import join_parts, spatial_attention
+from sepgzoo.preprocess import contract
 from sepgzoo.runtime import (EXPORT_JSON, FORMAT, INPUT_NAME, OUTPUT_NAME, cosine_rows, read_export_json,
                              sha256_file)
 from sepgzoo.seg import SpectralEnhance
@@ -82,7 +85,7 @@ class EmbeddingGraph(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         # .contiguous() after the permute: without it the exporter may emit Range/Gather index arithmetic.
-        x = images.to(torch.float32).permute(0, 3, 1, 2).contiguous() / 255.0
+        x = to_unit_range(images.permute(0, 3, 1, 2).contiguous())
         if not self.fp16:
             return self.model(x, modality=self.modality)
         model = self.model
@@ -91,8 +94,7 @@ class EmbeddingGraph(nn.Module):
         specific = model.specific[self.modality.value](shared)
         attention = spatial_attention(specific, shared.shape[-2:])
         features, _ = model.forward_parts(shared, attention, self.modality.value)  # as forward_head
-        embedding = l2_normalise(features.to(torch.float32)).permute(1, 0, 2)
-        return embedding.reshape(images.shape[0], model.num_features)
+        return join_parts(features.to(torch.float32))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -204,7 +206,7 @@ def parity_images(count: int, input_size: tuple[int, int], seed: int = 0) -> np.
 def torch_reference(model: nn.Module, images: np.ndarray, modality: str | Modality) -> np.ndarray:
     """PyTorch embeddings of uint8 NHWC images through the model's own eval call (not through EmbeddingGraph)."""
     device = next(model.parameters()).device
-    x = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float() / 255.0
+    x = to_unit_range(torch.from_numpy(images).to(device).permute(0, 3, 1, 2))
     return model(x, modality=as_modality(modality)).float().cpu().numpy()
 
 
@@ -233,6 +235,46 @@ def check_parity(session, model: nn.Module, modality: str | Modality, max_batch:
             "batch_invariance_min_cosine": invariance, "passed": bool(passed)}
 
 
+def parity_session(graph: bytes, provider: str):
+    """An ONNX Runtime session on exactly `provider`, or None when that provider cannot run here.
+
+    onnxruntime-gpu lists the CUDA provider even without a GPU, then falls back to CPU (printing to stdout);
+    a session that fell back is not a CUDA check, so it counts as unavailable.
+    """
+    import onnxruntime as ort
+
+    if provider not in ort.get_available_providers():
+        return None
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            session = ort.InferenceSession(graph, options, providers=[provider])
+        except Exception:  # noqa: BLE001 - a provider that fails to start is "not available here"
+            return None
+    return session if session.get_providers()[0] == provider else None
+
+
+def parity_on_every_provider(graph: bytes, model: nn.Module, modality: str | Modality, max_batch: int,
+                             precision: str) -> dict[str, Any]:
+    """`check_parity` on ONNX Runtime CPU, and on the CUDA provider when it runs here (the CPU provider upcasts
+    fp16 kernels, so only CUDA shows what fp16 does on a GPU). Raises ExportError when a check fails.
+
+    Returns the CPU record with `cuda`: the CUDA record, or {"checked": False, "reason": ...}.
+    """
+    threshold, modality = PARITY_COSINE[precision], as_modality(modality)
+    record = check_parity(parity_session(graph, "CPUExecutionProvider"), model, modality, max_batch, threshold)
+    cuda_session = parity_session(graph, "CUDAExecutionProvider")
+    record["cuda"] = (check_parity(cuda_session, model, modality, max_batch, threshold) if cuda_session is not None
+                      else {"checked": False, "reason": "no usable ONNX Runtime CUDA provider here"})
+    for where, result in (("CPU", record), ("CUDA", record["cuda"])):
+        if result.get("checked", True) and not result["passed"]:
+            raise ExportError(f"parity check failed for {modality.value} ({precision}) on ONNX Runtime {where}: min "
+                              f"cosine vs PyTorch per batch {result['min_cosine']}, batch invariance "
+                              f"{result['batch_invariance_min_cosine']:.6f}; required >= {threshold}")
+    return record
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Export
 # ---------------------------------------------------------------------------------------------------------------
@@ -253,15 +295,16 @@ def model_metadata(model: nn.Module, modality: str | Modality | None = None, **e
         "format": FORMAT,
         "model": getattr(model, "model_name", type(model).__name__),
         "input": {"name": INPUT_NAME, "dtype": "uint8", "layout": "NHWC", "channels": "RGB (infrared: grey x3)",
-                  "height": model.input_size[0], "width": model.input_size[1], "value_range": [0, 255],
-                  "resize": "bilinear to H x W, no crop (PIL Image.BILINEAR)"},
+                  "height": model.input_size[0], "width": model.input_size[1], "value_range": [0, 255]},
+        "preprocess": contract(model.input_size),
         "input_size": list(model.input_size),
         "mean": [float(v) for v in model.mean.flatten()],
         "std": [float(v) for v in model.std.flatten()],
         "normalisation_in_graph": True,
         "output": {"name": OUTPUT_NAME, "dtype": "float32", "dim": model.num_features,
-                   "l2_normalised": f"per part ({model.parts} parts x {model.part_dim}); norm of the whole vector "
-                                    f"is sqrt({model.parts})", "distance": "cosine"},
+                   "l2_normalised": True, "norm": 1.0, "distance": "cosine (= dot product)",
+                   "structure": f"{model.parts} L2-normalised parts x {model.part_dim}, concatenated, "
+                                f"/ sqrt({model.parts})"},
         "embedding_dim": model.num_features,
         "seg": {"in_graph": model.seg is not None, "impl": "matmul", "dtype": "float32", "modalities": ["visible"]},
     }
@@ -349,7 +392,6 @@ def to_onnx(model: nn.Module, modality: str | Modality, path: str | Path, opset:
         >>> to_onnx(model, "visible", "export/visible.onnx", max_batch=32).parity["min_cosine"]
     """
     import onnx
-    import onnxruntime as ort
 
     modality = as_modality(modality)
     if max_batch < 1:
@@ -365,14 +407,7 @@ def to_onnx(model: nn.Module, modality: str | Modality, path: str | Path, opset:
                           **(metadata or {}))
     record: dict[str, Any] = {}
     if parity:
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        record = check_parity(session, model, modality, max_batch, PARITY_COSINE[precision])
-        if not record["passed"]:
-            raise ExportError(f"parity check failed for {modality.value} ({precision}): ONNX Runtime vs PyTorch min "
-                              f"cosine per batch {record['min_cosine']}, batch invariance "
-                              f"{record['batch_invariance_min_cosine']:.6f}; required >= {record['threshold']}")
+        record = parity_on_every_provider(proto.SerializeToString(), model, modality, max_batch, precision)
         meta["parity"] = record
     _set_metadata(proto, meta)
     onnx.checker.check_model(proto, full_check=True)

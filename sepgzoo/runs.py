@@ -10,18 +10,23 @@ import csv
 import io
 import random
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from sepgzoo.atomic import write_text
 from sepgzoo.checkpoint import save_torch
+from sepgzoo.distributed import DistInfo
 from sepgzoo.errors import UserError
 
 STATE_NAME = "last.pt"
-STATE_FORMAT = "sepgzoo-train-state/1"
+STATE_FORMAT = "sepgzoo-train-state/2"
+# /1 saved one "rng" dict (rank 0's, with every local GPU's CUDA state); /2 saves a list with one dict per rank.
+READABLE_FORMATS = ("sepgzoo-train-state/1", STATE_FORMAT)
 
 
 def new_run_dir(recipe_name: str, output: str | Path | None) -> Path:
@@ -35,13 +40,22 @@ def new_run_dir(recipe_name: str, output: str | Path | None) -> Path:
     return path
 
 
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
 def rng_state() -> dict[str, Any]:
-    """Every RNG the training loop uses, as tensors and plain values (safe for weights_only loading)."""
+    """This process's RNGs as tensors and plain values (safe for weights_only loading).
+
+    CUDA: only the current device's generator, the one this rank trains on.
+    """
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state = {"torch": torch.get_rng_state(), "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
              "python": random.getstate()}
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -51,8 +65,46 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is None or not torch.cuda.is_available():
+        return
+    if isinstance(cuda, (list, tuple)):  # format /1: one state per GPU of the machine that saved it
+        device = torch.cuda.current_device()
+        cuda = cuda[device] if device < len(cuda) else None
+    if cuda is not None:
+        torch.cuda.set_rng_state(cuda)
+
+
+def gather_rng_states(info: DistInfo) -> list[dict[str, Any]] | None:
+    """Every rank's `rng_state()` in rank order, on rank 0 (None on other ranks); a collective under DDP."""
+    own = rng_state()
+    if not info.enabled:
+        return [own]
+    states = [None] * info.world_size if info.is_main else None
+    dist.gather_object(own, states, dst=0)
+    return states
+
+
+def restore_rng_state(saved: dict[str, Any] | list[dict[str, Any]], info: DistInfo, seed: int, epoch: int) -> bool:
+    """Give this rank back its own saved RNG streams; returns False when it reseeded instead.
+
+    The streams are per rank, so they only fit a run with the same world size. Otherwise every rank
+    reseeds from (seed, rank, epoch): deterministic, but not the streams an uninterrupted run would use.
+    """
+    states = saved if isinstance(saved, list) else [saved]  # format /1 holds rank 0's streams only
+    if len(states) == info.world_size:
+        set_rng_state(states[info.rank])
+        return True
+    if info.is_main:
+        warnings.warn(f"the training state holds the RNG streams of {len(states)} process(es) but this run has "
+                      f"{info.world_size}: every rank reseeds from (train.seed, rank, epoch) instead, so the data "
+                      f"order differs from an uninterrupted run", stacklevel=2)
+    seed_everything(reseed_value(seed, info.rank, epoch))
+    return False
+
+
+def reseed_value(seed: int, rank: int, epoch: int) -> int:
+    return int(np.random.SeedSequence([seed % 2**32, rank, epoch]).generate_state(1)[0])
 
 
 def save_state(run_dir: Path, state: dict[str, Any]) -> None:
@@ -69,7 +121,7 @@ def load_state(path: str | Path) -> tuple[Path, dict[str, Any]]:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:
         raise UserError(f"cannot resume: {file} is not a readable training state ({err})") from err
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+    if not isinstance(state, dict) or state.get("format") not in READABLE_FORMATS:
         raise UserError(f"cannot resume: {file} is not a sepgzoo training state (expected format {STATE_FORMAT})")
     return file.parent, state
 

@@ -22,15 +22,16 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from sepgzoo.atomic import read_json
 from sepgzoo.errors import UserError
 from sepgzoo.modality import Modality, as_modality
+from sepgzoo.preprocess import IMAGE_SUFFIXES, load_inputs
 
-FORMAT = "sepgzoo-export/1"
+FORMAT = "sepgzoo-export/2"
+# Older export formats and why they are refused (format 1: embeddings of norm sqrt(parts), not 1).
+RETIRED_FORMATS = {"sepgzoo-export/1": "its embeddings have norm sqrt(parts) instead of 1"}
 EXPORT_JSON = "export.json"
 INPUT_NAME = "images"
 OUTPUT_NAME = "embeddings"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 ENGINE_SUFFIXES = (".plan", ".engine", ".trt")
 DEVICE_PROVIDERS = {
     "cpu": ("CPUExecutionProvider",),
@@ -42,33 +43,6 @@ DEVICE_PROVIDERS = {
 # ---------------------------------------------------------------------------------------------------------------
 # Images
 # ---------------------------------------------------------------------------------------------------------------
-def load_image(path: str | Path, size: tuple[int, int]) -> np.ndarray:
-    """One image as uint8 RGB [H, W, 3], resized (PIL bilinear, no crop) to `size` = (H, W).
-
-    Grey images (infrared) become 3-channel grey; alpha is dropped.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            rgb = image.convert("RGB")
-    except FileNotFoundError:
-        raise UserError(f"image {path} does not exist") from None
-    except (UnidentifiedImageError, OSError) as err:
-        raise UserError(f"{path} is not a readable image ({err})") from None
-    height, width = size
-    if rgb.size != (width, height):
-        rgb = rgb.resize((width, height), Image.BILINEAR)
-    return np.asarray(rgb, dtype=np.uint8)
-
-
-def load_images(paths: Sequence[str | Path], size: tuple[int, int]) -> np.ndarray:
-    """Images as one uint8 batch [N, H, W, 3]."""
-    if not paths:
-        return np.zeros((0, *size, 3), dtype=np.uint8)
-    return np.stack([load_image(p, size) for p in paths])
-
-
 def list_images(directory: str | Path) -> list[Path]:
     """Image files under a directory (recursively), sorted."""
     directory = Path(directory)
@@ -81,7 +55,7 @@ def list_images(directory: str | Path) -> list[Path]:
 # Embedding helpers
 # ---------------------------------------------------------------------------------------------------------------
 def normalise_rows(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (the exported embeddings are normalised per part, not as a whole)."""
+    """Rows scaled to unit L2 norm (exported embeddings already have it; this guards user-made arrays)."""
     x = np.asarray(x, dtype=np.float32)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
@@ -117,7 +91,23 @@ def read_export_json(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / EXPORT_JSON
     if not path.is_file():
         raise UserError(f"{path} not found: expected an export directory written by `sepgzoo export`")
-    return read_json(path, FORMAT)
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path} is not valid JSON ({err})") from err
+    check_export_format(record.get("format") if isinstance(record, dict) else None, path)
+    return record
+
+
+def check_export_format(found: Any, where: str | Path) -> None:
+    """UserError naming `where` unless `found` is the current export format (a retired one says how to update)."""
+    if found == FORMAT:
+        return
+    if found in RETIRED_FORMATS:
+        raise UserError(f"{where} was written by an older sepgzoo (format {found!r}: {RETIRED_FORMATS[found]}); "
+                        f"export the checkpoint again with `sepgzoo export` to get format {FORMAT!r}")
+    raise UserError(f"{where} has no sepgzoo export metadata (format {found!r}, expected {FORMAT!r}); "
+                    "export it with `sepgzoo export`")
 
 
 def onnx_metadata(session) -> dict[str, Any]:
@@ -175,54 +165,114 @@ class _Batching:
     def embed_paths(self, paths: Sequence[str | Path], batch_size: int | None = None) -> np.ndarray:
         """Embeddings [N, D] of image files, read and resized `batch_size` at a time."""
         step = max(1, min(batch_size or self.max_batch, self.max_batch))
-        out = [self.embed(load_images(paths[i : i + step], self.input_size)) for i in range(0, len(paths), step)]
+        out = [self.embed(load_inputs(paths[i : i + step], self.input_size)) for i in range(0, len(paths), step)]
         return np.concatenate(out) if out else np.zeros((0, self.embedding_dim), dtype=np.float32)
 
 
 class OnnxEmbedder(_Batching):
     """An exported `.onnx` file on ONNX Runtime with explicitly chosen execution providers.
 
-    onnxruntime-gpu silently falls back to CPU when CUDA libraries are missing, so `provider` reports
-    the provider the session really uses, and a RuntimeWarning says so when it is not the first requested.
+    When a requested provider fails to start, ONNX Runtime prints "EP Error ... Falling back" to stdout and
+    retries on CPU (or CUDA); here that text becomes one RuntimeWarning (stdout stays clean for `--json`),
+    and `provider` always reads the provider the session really uses. ONNX Runtime's silent fallback during
+    `run` is disabled: a provider failing there raises instead of switching behind `provider`'s back.
+
+    With the TensorRT provider, the engine's batch profile (1 / opt / `max_batch`) comes from the graph's
+    metadata, and engines and kernel timings are cached, so sessions after the first start quickly.
 
     Args:
         path: an `.onnx` file written by `sepgzoo export`.
         providers: ONNX Runtime execution providers in order of preference, or a device word
             ("cpu", "cuda", "tensorrt") for the usual lists.
         threads: intra-op threads (None: ONNX Runtime's default).
+        trt_cache: folder for the TensorRT engine and timing caches (default: `trt_cache` next to the model).
     """
 
-    def __init__(self, path: str | Path, providers: str | Sequence[str] = "cpu", threads: int | None = None) -> None:
+    TRT_CACHE = "trt_cache"
+
+    def __init__(self, path: str | Path, providers: str | Sequence[str] = "cpu", threads: int | None = None,
+                 trt_cache: str | Path | None = None) -> None:
         import onnxruntime as ort
 
         self.path = Path(path)
         if not self.path.is_file():
             raise UserError(f"ONNX model {self.path} does not exist")
+        requested = self._requested(providers)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = threads
+        entries = [self._with_options(name, trt_cache) for name in requested]
+        self.session = self._open_session(options, entries, requested[0])
+        self.metadata = onnx_metadata(self.session)
+        check_export_format(self.metadata.get("format"), self.path)
+        self.modality = as_modality(self.metadata["modality"])
+        self.input_size = tuple(self.metadata["input_size"])
+        self.embedding_dim = int(self.metadata["embedding_dim"])
+        self.max_batch = int(self.metadata.get("max_batch", 32))
+        self.precision = self.metadata.get("precision", "fp32")
+
+    @property
+    def provider(self) -> str:
+        """The execution provider the session runs on (first of the session's list)."""
+        return self.session.get_providers()[0]
+
+    @staticmethod
+    def _requested(providers: str | Sequence[str]) -> list[str]:
+        import onnxruntime as ort
+
         requested = list(DEVICE_PROVIDERS.get(providers, (providers,)) if isinstance(providers, str) else providers)
         unknown = [p for p in requested if p not in ort.get_available_providers()]
         if unknown:
             raise UserError(f"execution providers {unknown} are not in this onnxruntime build "
                             f"(available: {ort.get_available_providers()}); for CUDA install onnxruntime-gpu "
                             "instead of onnxruntime (they share one module, keep only one)")
+        return requested
+
+    def _with_options(self, name: str, trt_cache: str | Path | None) -> str | tuple[str, dict[str, str]]:
+        """A provider name, or (name, options) for TensorRT (batch profile and caches)."""
+        if name != "TensorrtExecutionProvider":
+            return name
+        from sepgzoo.tensorrt import ort_cache_prefix, ort_tensorrt_options
+
+        cache = Path(trt_cache) if trt_cache is not None else self.path.parent / self.TRT_CACHE
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(f"cannot create the TensorRT cache folder {cache} ({err.strerror}); "
+                            "give another one with trt_cache=") from None
+        metadata = self._peek_metadata()
+        check_export_format(metadata.get("format"), self.path)  # the profile needs its input_size and max_batch
+        return name, ort_tensorrt_options(metadata, cache, ort_cache_prefix(self.path))
+
+    def _peek_metadata(self) -> dict[str, Any]:
+        """The graph's metadata before the real session exists (a CPU session without graph optimisation)."""
+        import onnxruntime as ort
+
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(self.path), options, providers=requested)
-        self.requested_providers = requested
-        self.provider = self.session.get_providers()[0]
-        if self.provider != requested[0]:
-            warnings.warn(f"ONNX Runtime is using {self.provider}, not the requested {requested[0]} "
-                          "(missing CUDA/TensorRT libraries or GPU)", RuntimeWarning, stacklevel=2)
-        self.metadata = onnx_metadata(self.session)
-        if self.metadata.get("format") != FORMAT:
-            raise UserError(f"{self.path} has no sepgzoo metadata (format {self.metadata.get('format')!r}); "
-                            "export it with `sepgzoo export`")
-        self.modality = as_modality(self.metadata["modality"])
-        self.input_size = tuple(self.metadata["input_size"])
-        self.embedding_dim = int(self.metadata["embedding_dim"])
-        self.max_batch = int(self.metadata.get("max_batch", 32))
-        self.precision = self.metadata.get("precision", "fp32")
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        return onnx_metadata(ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"]))
+
+    def _open_session(self, options, entries: list, wanted: str):
+        """The session, with what ONNX Runtime prints on a provider fallback turned into one RuntimeWarning."""
+        import contextlib
+        import io
+
+        import onnxruntime as ort
+
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):  # ORT's fallback uses print()
+            session = ort.InferenceSession(str(self.path), options, providers=entries)
+        session.disable_fallback()
+        actual = session.get_providers()[0]
+        lines = (line.strip("* \t") for line in printed.getvalue().splitlines())  # "*** EP Error ***" banners
+        said = " ".join(" ".join(lines).split())
+        if actual != wanted or said:
+            reason = said or "missing CUDA/TensorRT libraries or GPU"
+            warnings.warn(f"ONNX Runtime is using {actual}, not the requested {wanted} ({reason})", RuntimeWarning,
+                          stacklevel=3)
+        return session
 
     def _run(self, images: np.ndarray) -> np.ndarray:
         return self.session.run([OUTPUT_NAME], {INPUT_NAME: images})[0]
@@ -232,7 +282,8 @@ class OnnxEmbedder(_Batching):
 
 
 def open_model(path: str | Path, modality: str | Modality | None = None, backend: str = "onnxruntime",
-               providers: str | Sequence[str] = "cpu", fp16: bool = False, threads: int | None = None) -> Embedder:
+               providers: str | Sequence[str] = "cpu", fp16: bool = False, threads: int | None = None,
+               trt_cache: str | Path | None = None) -> Embedder:
     """Open one modality of an exported model.
 
     Args:
@@ -242,6 +293,7 @@ def open_model(path: str | Path, modality: str | Modality | None = None, backend
         providers: ONNX Runtime providers or a device word ("cpu", "cuda", "tensorrt").
         fp16: for a directory, pick the fp16 variant.
         threads: ONNX Runtime intra-op threads.
+        trt_cache: ONNX Runtime's TensorRT engine/timing cache folder (default: `trt_cache` next to the model).
 
     Example:
         >>> open_model("export", "visible").embed(np.zeros((2, 288, 144, 3), np.uint8)).shape
@@ -269,7 +321,7 @@ def open_model(path: str | Path, modality: str | Modality | None = None, backend
 
         model: Embedder = TensorRTEmbedder(path)
     elif path.suffix.lower() == ".onnx":
-        model = OnnxEmbedder(path, providers=providers, threads=threads)
+        model = OnnxEmbedder(path, providers=providers, threads=threads, trt_cache=trt_cache)
     else:
         raise UserError(f"{path}: expected an export directory, an .onnx file or a TensorRT engine "
                         f"({', '.join(ENGINE_SUFFIXES)})")

@@ -11,9 +11,11 @@ TensorRT pick fp16 for any layer, SEG's MatMul-DFT included, and TensorRT 11 rem
 
 from __future__ import annotations
 
+import ctypes
 import shlex
 import subprocess
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ ENGINE_FORMAT = "sepgzoo-trt-engine/1"
 TRTEXEC_SCRIPT = "build_engines.sh"
 DEFAULT_WORKSPACE_MIB = 2048
 PARITY_COSINE = {"fp32": 0.9999, "fp16": 0.999}
+CUDA_PYTHON_PIP = "pip install 'cuda-python>=12,<13' (CUDA 12, JetPack 6) or 'cuda-python>=13,<14' (CUDA 13)"
 
 
 class TensorRTUnavailable(UserError):
@@ -57,7 +60,11 @@ def default_opt_batch(max_batch: int) -> int:
 # ---------------------------------------------------------------------------------------------------------------
 # Platform
 # ---------------------------------------------------------------------------------------------------------------
-def _gpu_from_cuda_python() -> dict[str, str] | None:
+def _import_cudart():
+    """cuda-python's CUDA runtime module, or None when cuda-python is not installed.
+
+    `cuda.bindings.runtime` exists from cuda-python 12.6 on; cuda-python 13 removed the old `cuda.cudart`.
+    """
     try:
         from cuda.bindings import runtime as cudart
     except ImportError:
@@ -65,6 +72,13 @@ def _gpu_from_cuda_python() -> dict[str, str] | None:
             from cuda import cudart  # cuda-python < 12.6
         except ImportError:
             return None
+    return cudart
+
+
+def _gpu_from_cuda_python() -> dict[str, str] | None:
+    cudart = _import_cudart()
+    if cudart is None:
+        return None
     err, props = cudart.cudaGetDeviceProperties(0)
     if int(err) != 0:
         return None
@@ -92,7 +106,11 @@ def tensorrt_missing() -> str | None:
     try:
         import tensorrt  # noqa: F401
     except ImportError:
-        return "TensorRT is not installed (pip install 'sepgzoo[trt]', or use the TensorRT of your JetPack)"
+        return ("TensorRT is not installed (pip install 'sepgzoo[trt]' for CUDA 12, 'sepgzoo[trt-cu13]' for "
+                "CUDA 13, or use the TensorRT of your JetPack)")
+    if _import_cudart() is None:
+        return ("TensorRT is installed but cuda-python is not (sepgzoo needs it for device buffers): "
+                f"{CUDA_PYTHON_PIP}")
     if gpu_info() is None:
         return "TensorRT is installed but no CUDA device was found"
     return None
@@ -161,6 +179,37 @@ def trtexec_command(onnx_path: str | Path, engine_path: str | Path, input_size: 
     if fp16:
         command.append("--stronglyTyped")
     return command
+
+
+def ort_tensorrt_options(metadata: dict[str, Any], cache_dir: str | Path, cache_prefix: str) -> dict[str, str]:
+    """Options for ONNX Runtime's TensorrtExecutionProvider on an exported graph (values as ORT reads them).
+
+    The batch profile is min 1 / opt / max `max_batch`, as the trtexec lines, so ORT builds one engine for
+    every batch size instead of one per new size; engines and kernel timings are cached in `cache_dir`.
+    The prefix must name the graph's content: ORT's engine-cache key is derived from the graph's structure
+    and names, not its weights, so a re-exported model of the same architecture would load a stale engine.
+    `trt_fp16_enable` stays off: it is TensorRT's weak-typing FP16 flag (see the module docstring); the fp16
+    graph runs with the types it was exported with.
+
+    Args:
+        metadata: the graph's `sepgzoo.*` metadata (`input_size` [H, W], `max_batch`).
+        cache_dir: folder for the engine and timing caches.
+        cache_prefix: file-name prefix of the cached engines (see `ort_cache_prefix`).
+    """
+    max_batch = int(metadata.get("max_batch", 32))
+    h, w = (int(v) for v in metadata["input_size"])
+    shape = lambda n: f"{INPUT_NAME}:{n}x{h}x{w}x3"  # noqa: E731
+    return {"trt_profile_min_shapes": shape(1), "trt_profile_opt_shapes": shape(default_opt_batch(max_batch)),
+            "trt_profile_max_shapes": shape(max_batch),
+            "trt_engine_cache_enable": "True", "trt_engine_cache_path": str(cache_dir),
+            "trt_engine_cache_prefix": cache_prefix,
+            "trt_timing_cache_enable": "True", "trt_timing_cache_path": str(cache_dir),
+            "trt_fp16_enable": "False"}
+
+
+def ort_cache_prefix(onnx_path: str | Path) -> str:
+    """`visible_fp16_<first 16 hex of the file's SHA-256>`: cached engines of another export never match."""
+    return f"{Path(onnx_path).stem}_{sha256_file(onnx_path)[:16]}"
 
 
 def trtexec_commands(export_dir: str | Path, fp16: bool = False, max_batch: int | None = None,
@@ -295,13 +344,13 @@ def build_engines(export_dir: str | Path, fp16: bool = False, max_batch: int | N
 
 def engine_parity(engine_path: str | Path, onnx_path: str | Path, max_batch: int, threshold: float) -> dict[str, Any]:
     """TensorRT vs ONNX Runtime CPU (fp32 graph) at batch 1, 3 and max on deterministic images."""
-    engine = TensorRTEmbedder(engine_path)
     reference = OnnxEmbedder(onnx_path, providers="cpu")
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, size=(max_batch, *engine.input_size, 3), dtype=np.uint8)
     batches = sorted({1, min(3, max_batch), max_batch})
-    expected = reference.embed(images)
-    per_batch = {str(b): float(cosine_rows(engine.embed(images[:b]), expected[:b]).min()) for b in batches}
+    with TensorRTEmbedder(engine_path) as engine:
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, 256, size=(max_batch, *engine.input_size, 3), dtype=np.uint8)
+        expected = reference.embed(images)
+        per_batch = {str(b): float(cosine_rows(engine.embed(images[:b]), expected[:b]).min()) for b in batches}
     return {"reference": "onnxruntime-cpu-fp32", "batches": batches, "threshold": threshold,
             "min_cosine": per_batch, "passed": min(per_batch.values()) >= threshold}
 
@@ -309,17 +358,42 @@ def engine_parity(engine_path: str | Path, onnx_path: str | Path, max_batch: int
 # ---------------------------------------------------------------------------------------------------------------
 # Run
 # ---------------------------------------------------------------------------------------------------------------
+def _release(cudart, owned: dict[str, Any]) -> None:
+    """Free what `_CudaPython` allocated (waits for the stream first); best effort, also at interpreter exit."""
+    stream = owned.pop("stream", None)
+    try:
+        if stream is not None:
+            cudart.cudaStreamSynchronize(stream)
+        for ptr, _ in owned["device"].values():
+            cudart.cudaFree(ptr)
+        for ptr, _ in owned["host"].values():
+            cudart.cudaFreeHost(ptr)
+        if stream is not None:
+            cudart.cudaStreamDestroy(stream)
+    except Exception:  # noqa: BLE001 - a finaliser must not raise (CUDA may already be shut down)
+        pass
+    owned["device"].clear()
+    owned["host"].clear()
+
+
 class _CudaPython:
-    """Device buffers and a non-default stream through cuda-python (no torch needed)."""
+    """A non-default stream, device buffers and pinned host staging buffers through cuda-python (no torch).
+
+    Buffers grow on demand and are reused; `close()` (or the context manager, or garbage collection)
+    frees them all. Host copies go through pinned (page-locked) memory: with pageable memory the driver may
+    stage cudaMemcpyAsync synchronously (CUDA runtime API, "API synchronization behavior").
+    """
 
     def __init__(self) -> None:
-        try:
-            from cuda.bindings import runtime as cudart
-        except ImportError:
-            from cuda import cudart
+        cudart = _import_cudart()
+        if cudart is None:
+            raise TensorRTUnavailable(f"cuda-python is not installed: {CUDA_PYTHON_PIP}")
         self.cudart = cudart
+        # name -> (pointer, bytes); shared with the finaliser, which must not hold `self`
+        self._owned: dict[str, Any] = {"device": {}, "host": {}}
         self.stream = self._check(cudart.cudaStreamCreate())
-        self.buffers: dict[str, tuple[int, int]] = {}
+        self._owned["stream"] = self.stream
+        self._finalizer = weakref.finalize(self, _release, cudart, self._owned)
 
     def _check(self, result):
         err, *rest = result if isinstance(result, tuple) else (result,)
@@ -327,25 +401,53 @@ class _CudaPython:
             raise RuntimeError(f"CUDA error {err}")
         return rest[0] if rest else None
 
-    def buffer(self, name: str, nbytes: int) -> int:
-        ptr, size = self.buffers.get(name, (0, 0))
-        if size < nbytes:
+    def _grow(self, kind: str, name: str, nbytes: int) -> int:
+        allocate, free = {"device": ("cudaMalloc", "cudaFree"), "host": ("cudaMallocHost", "cudaFreeHost")}[kind]
+        buffers = self._owned[kind]
+        ptr, size = buffers.get(name, (0, 0))
+        if size < nbytes:  # safe to free: every run ends with synchronize()
             if ptr:
-                self._check(self.cudart.cudaFree(ptr))
-            ptr = self._check(self.cudart.cudaMalloc(nbytes))
-            self.buffers[name] = (ptr, nbytes)
+                del buffers[name]
+                self._check(getattr(self.cudart, free)(ptr))
+            ptr = self._check(getattr(self.cudart, allocate)(nbytes))
+            buffers[name] = (ptr, nbytes)
         return ptr
 
-    def to_device(self, ptr: int, array: np.ndarray) -> None:
-        kind = self.cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
-        self._check(self.cudart.cudaMemcpyAsync(ptr, array.ctypes.data, array.nbytes, kind, self.stream))
+    def buffer(self, name: str, nbytes: int) -> int:
+        """A device buffer of at least `nbytes` (its pointer)."""
+        return self._grow("device", name, nbytes)
 
-    def to_host(self, array: np.ndarray, ptr: int) -> None:
+    def staging(self, name: str, nbytes: int) -> np.ndarray:
+        """A pinned host buffer as a uint8 array of exactly `nbytes`."""
+        ptr = self._grow("host", name, nbytes)
+        return np.ctypeslib.as_array((ctypes.c_uint8 * nbytes).from_address(ptr))
+
+    def to_device(self, ptr: int, array: np.ndarray, name: str) -> None:
+        """Copy a C-contiguous array into pinned staging, then enqueue the copy to the device."""
+        stage = self.staging(name, array.nbytes)
+        stage[:] = array.reshape(-1).view(np.uint8)
+        kind = self.cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
+        self._check(self.cudart.cudaMemcpyAsync(ptr, stage.ctypes.data, array.nbytes, kind, self.stream))
+
+    def to_host(self, ptr: int, nbytes: int, name: str) -> np.ndarray:
+        """Enqueue a device-to-pinned copy; the returned staging bytes are valid after `synchronize()`."""
+        stage = self.staging(name, nbytes)
         kind = self.cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        self._check(self.cudart.cudaMemcpyAsync(array.ctypes.data, ptr, array.nbytes, kind, self.stream))
+        self._check(self.cudart.cudaMemcpyAsync(stage.ctypes.data, ptr, nbytes, kind, self.stream))
+        return stage
 
     def synchronize(self) -> None:
         self._check(self.cudart.cudaStreamSynchronize(self.stream))
+
+    def close(self) -> None:
+        """Free the buffers and the stream (idempotent)."""
+        self._finalizer()
+
+    def __enter__(self) -> _CudaPython:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 class TensorRTEmbedder(_Batching):
@@ -389,14 +491,26 @@ class TensorRTEmbedder(_Batching):
     def _run(self, images: np.ndarray) -> np.ndarray:
         batch = len(images)
         self.context.set_input_shape(INPUT_NAME, images.shape)
-        out = np.empty((batch, self.embedding_dim), dtype=np.float32)
+        out_bytes = batch * self.embedding_dim * 4
         src = self.cuda.buffer(INPUT_NAME, images.nbytes)
-        dst = self.cuda.buffer(OUTPUT_NAME, out.nbytes)
+        dst = self.cuda.buffer(OUTPUT_NAME, out_bytes)
         self.context.set_tensor_address(INPUT_NAME, src)
         self.context.set_tensor_address(OUTPUT_NAME, dst)
-        self.cuda.to_device(src, images)
+        self.cuda.to_device(src, images, INPUT_NAME)
         if not self.context.execute_async_v3(self.cuda.stream):
             raise RuntimeError(f"TensorRT execution failed for {self.path}")
-        self.cuda.to_host(out, dst)
-        self.cuda.synchronize()  # buffers must not be touched before this
-        return out
+        staged = self.cuda.to_host(dst, out_bytes, OUTPUT_NAME)
+        self.cuda.synchronize()  # staging buffers must not be read before this
+        return staged.view(np.float32).reshape(batch, self.embedding_dim).copy()
+
+    def close(self) -> None:
+        """Free the CUDA buffers and stream; the embedder cannot run afterwards."""
+        cuda = getattr(self, "cuda", None)
+        if cuda is not None:
+            cuda.close()
+
+    def __enter__(self) -> TensorRTEmbedder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

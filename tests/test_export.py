@@ -168,3 +168,51 @@ def test_fp16_graph_uses_each_modalitys_part_statistics(modality):
     expected = torch_reference(model, images.numpy(), modality)
     other = torch_reference(model, images.numpy(), "infrared" if modality == "visible" else "visible")
     assert np.abs(half - expected).max() < 2e-2 < np.abs(expected - other).max()
+
+
+def test_fp16_parity_is_also_checked_on_the_cuda_provider_when_it_runs(export_dir, monkeypatch):
+    """ORT CPU upcasts fp16 kernels; a CUDA session is checked too, and a fallback to CPU is no CUDA check."""
+    import onnxruntime as ort
+
+    import sepgzoo.export as export_module
+    from sepgzoo.checkpoint import load_model
+
+    model, _ = load_model(export_dir.parent / "run", seg_impl="matmul")
+    graph = (export_dir / "infrared_fp16.onnx").read_bytes()
+    record = export_module.parity_on_every_provider(graph, model, "infrared", 2, "fp16")
+    assert record["passed"] and record["cuda"] == {"checked": False,
+                                                   "reason": "no usable ONNX Runtime CUDA provider here"}
+
+    real_session = ort.InferenceSession
+
+    class FellBack:  # what onnxruntime-gpu does without a GPU: it prints and runs on CPU
+        def __init__(self, graph, options, providers):
+            print("EP Error ... Falling back to ['CPUExecutionProvider']")
+            self.asked = providers
+            self.inner = real_session(graph, options, providers=["CPUExecutionProvider"])
+
+        def get_providers(self):
+            return self.inner.get_providers()
+
+        def run(self, names, feeds):
+            return self.inner.run(names, feeds)
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "InferenceSession", FellBack)
+    assert export_module.parity_session(graph, "CUDAExecutionProvider") is None
+
+    class OnCuda(FellBack):  # a session that runs where it was asked to; on "CUDA" it can return wrong embeddings
+        def get_providers(self):
+            return list(self.asked)
+
+        def run(self, names, feeds):
+            out = self.inner.run(names, feeds)[0]
+            return [out[:, ::-1].copy() if self.wrong and self.asked[0] == "CUDAExecutionProvider" else out]
+
+    OnCuda.wrong = False
+    monkeypatch.setattr(ort, "InferenceSession", OnCuda)
+    record = export_module.parity_on_every_provider(graph, model, "infrared", 2, "fp16")
+    assert record["cuda"]["runtime"] == "onnxruntime CUDAExecutionProvider" and record["cuda"]["passed"]
+    OnCuda.wrong = True
+    with pytest.raises(ExportError, match="on ONNX Runtime CUDA"):
+        export_module.parity_on_every_provider(graph, model, "infrared", 2, "fp16")

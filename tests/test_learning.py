@@ -56,7 +56,7 @@ def test_part_heads_normalise_in_training_as_evaluation_does(part_norm):
         trained = model.train()((visible, infrared)).part_embeddings  # [parts, 32, D]
         model.eval()
         evaluated = torch.cat([model(visible, modality="visible"), model(infrared, modality="infrared")])
-    evaluated = evaluated.view(32, model.parts, -1).permute(1, 0, 2)
+    evaluated = evaluated.view(32, model.parts, -1).permute(1, 0, 2) * model.parts ** 0.5  # unit-norm parts again
     cosine = (trained * evaluated).sum(-1)
     assert cosine.min() > 0.999, f"train/eval part embeddings differ: min cosine {cosine.min():.4f}"
 

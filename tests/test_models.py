@@ -78,7 +78,8 @@ def test_eval_embedding_shape_norms_batch_one_and_batch_invariance():
         for modality in ("visible", "infrared", "ir"):
             emb = model(x, modality=modality)
             assert emb.shape == (3, 6 * 64) and emb.dtype == torch.float32
-            torch.testing.assert_close(emb.view(3, 6, 64).norm(dim=-1), torch.ones(3, 6))
+            torch.testing.assert_close(emb.norm(dim=-1), torch.ones(3))  # what a user receives has norm 1
+            torch.testing.assert_close(emb.view(3, 6, 64).norm(dim=-1), torch.full((3, 6), 6 ** -0.5))  # equal parts
             single = torch.cat([model(x[i : i + 1], modality=modality) for i in range(3)])
             torch.testing.assert_close(single, emb, atol=1e-5, rtol=1e-4)
     with pytest.raises(ValueError, match="modality"):
@@ -99,6 +100,14 @@ def test_stripe_pool_equals_adaptive_pooling():
         x = torch.randn(2, 5, height, 3)
         expected = F.adaptive_avg_pool2d(x, (12, 1)).squeeze(-1).transpose(1, 2)
         torch.testing.assert_close(stripe_pool(x, 12), expected)
+
+
+def test_stripe_pool_builds_no_tensor_from_python_data(monkeypatch):
+    """torch.tensor(list, device=cuda) is a blocking host-to-device copy in every forward on a GPU."""
+    x = torch.randn(2, 5, 18, 3)
+    expected = stripe_pool(x, 12)
+    monkeypatch.setattr(torch, "tensor", lambda *a, **k: pytest.fail("stripe_pool called torch.tensor"))
+    torch.testing.assert_close(stripe_pool(x, 12), expected)
 
 
 @pytest.mark.parametrize("backbone", FAMILY_BACKBONES)

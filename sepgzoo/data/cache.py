@@ -1,9 +1,9 @@
 """Optional on-disk cache of resized images (`data.cache: true`): decode and resize each image once.
 
 Each image is stored as a uint8 [H, W, 3] `.npy`, keyed by its path, size on disk, modification
-time and the target size, so an edited or replaced image is resized again. The cached array is
-exactly what the transforms' first step (the Lanczos resize) produces, so training and evaluation
-give the same tensors with and without the cache.
+time, the target size and the resize filter, so an edited or replaced image is resized again. The cached
+array is exactly what the transforms' first step (`sepgzoo.preprocess.resize`) produces, so training and
+evaluation give the same tensors with and without the cache.
 """
 
 import hashlib
@@ -15,6 +15,7 @@ from PIL import Image
 from sepgzoo.atomic import atomic_path
 from sepgzoo.data.datasets import load_image
 from sepgzoo.data.transforms import resize_step
+from sepgzoo.preprocess import RESIZE_FILTER
 
 
 class ResizedImageCache:
@@ -32,7 +33,7 @@ class ResizedImageCache:
 
     def entry(self, path: str | Path) -> Path:
         stat = Path(path).stat()
-        key = f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{self.size}"
+        key = f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{self.size}|{RESIZE_FILTER}"
         digest = hashlib.sha1(key.encode()).hexdigest()
         return self.folder / digest[:2] / f"{digest}.npy"
 

@@ -18,6 +18,7 @@ from PIL import Image
 
 from sepgzoo.errors import UserError
 from sepgzoo.modality import Modality, as_modality
+from sepgzoo.preprocess import decode_rgb
 
 logger = logging.getLogger(__name__)
 
@@ -50,19 +51,8 @@ def normalize_modality(name: str) -> str:
 
 
 def load_image(path: str | Path) -> Image.Image:
-    """Decode an image file as 3-channel RGB (SYSU/RegDB infrared files may be single-channel).
-
-    Raises:
-        UserError: the file is missing, not an image, corrupt or truncated; the message names the path.
-    """
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return img.convert("RGB")
-    except FileNotFoundError:
-        raise UserError(f"image not found: {path}") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise UserError(f"cannot decode image {path}: {exc} (expected a complete JPEG/PNG/BMP file)") from None
+    """Decode an image file as 3-channel RGB (`sepgzoo.preprocess.decode_rgb`; the error names the path)."""
+    return decode_rgb(path)
 
 
 def list_images(folder: Path) -> list[Path]:

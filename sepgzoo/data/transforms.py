@@ -1,14 +1,18 @@
 """Image transforms: PIL image -> float tensor [3, H, W] in [0, 1], with no mean/std normalisation.
 
 The model normalises its input and applies SEG itself, so these pipelines stop at [0, 1] tensors.
-Train: resize, pad + random crop, horizontal flip, random erasing (the SEPG/AGW recipe, protocols.md 6.2).
-Test: resize only. Both resize with Lanczos, the filter of the community's PIL `ANTIALIAS` preprocessing.
+Train: resize, pad + random crop, horizontal flip, random erasing (the SEPG/AGW recipe).
+Test: resize only. Both start with `sepgzoo.preprocess.resize`, the resize every deployment path uses too.
 """
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torchvision.transforms import v2
+
+from sepgzoo.preprocess import resize
 
 #: fill of erased rectangles: the ImageNet mean, i.e. 0 after the model's normalisation
 ERASE_FILL = (0.485, 0.456, 0.406)
@@ -23,7 +27,7 @@ def build_test_transform(size: tuple[int, int] = DEFAULT_SIZE) -> v2.Compose:
         >>> build_test_transform((64, 32))(Image.new("RGB", (64, 128))).shape
         torch.Size([3, 64, 32])
     """
-    return v2.Compose([resize_step(size), v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])
+    return v2.Compose([resize_step(size), v2.ToImage(), to_unit_range])
 
 
 def build_train_transform(size: tuple[int, int] = DEFAULT_SIZE, pad: int = 10, flip_p: float = 0.5,
@@ -43,17 +47,22 @@ def build_train_transform(size: tuple[int, int] = DEFAULT_SIZE, pad: int = 10, f
         >>> x.dtype, tuple(x.shape), float(x.max()) <= 1.0
         (torch.float32, (3, 64, 32), True)
     """
-    steps = [resize_step(size), v2.ToImage()]  # resize the PIL image: Lanczos exists only for PIL
+    steps = [resize_step(size), v2.ToImage()]
     if pad > 0:
         steps += [v2.Pad(pad), v2.RandomCrop(size)]
     if flip_p > 0:
         steps.append(v2.RandomHorizontalFlip(flip_p))
-    steps.append(v2.ToDtype(torch.float32, scale=True))
+    steps.append(to_unit_range)
     if erasing_p > 0:
         steps.append(v2.RandomErasing(p=erasing_p, scale=erasing_scale, value=list(ERASE_FILL)))
     return v2.Compose(steps)
 
 
-def resize_step(size: tuple[int, int]) -> v2.Resize:
-    """The first step of both pipelines (also what `data.cache` stores)."""
-    return v2.Resize(tuple(size), interpolation=v2.InterpolationMode.LANCZOS, antialias=True)
+def to_unit_range(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels -> float32 in [0, 1] as x / 255: the one conversion (the exported graph divides the same way)."""
+    return pixels.to(torch.float32) / 255.0
+
+
+def resize_step(size: tuple[int, int]):
+    """The first step of both pipelines (also what `data.cache` stores): PIL image -> PIL image at `size`."""
+    return partial(resize, size=tuple(size))

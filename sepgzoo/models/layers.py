@@ -1,5 +1,6 @@
 """Small building blocks of the SEPG-Net head."""
 
+import math
 from typing import Literal
 
 import torch
@@ -97,6 +98,16 @@ class Bottleneck(nn.Module):
 def l2_normalise(x: Tensor, dim: int = -1, eps: float = 1e-12) -> Tensor:
     """x / ||x||, written so that ONNX gets a plain ReduceL2 -> Clip -> Div (F.normalize adds Expand nodes)."""
     return x / x.norm(dim=dim, keepdim=True).clamp_min(eps)
+
+
+def join_parts(parts: Tensor) -> Tensor:
+    """Part features [parts, B, D] -> the embedding [B, parts * D] a user receives, of norm 1.
+
+    Each part is L2-normalised (every part weighs the same), the parts are concatenated and the result is
+    scaled by 1 / sqrt(parts), so that a dot product of two embeddings is their cosine similarity.
+    """
+    count, batch, dim = parts.shape
+    return l2_normalise(parts).permute(1, 0, 2).reshape(batch, count * dim) / math.sqrt(count)
 
 
 def spatial_attention(specific: Tensor, size: torch.Size) -> Tensor:

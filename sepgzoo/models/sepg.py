@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from sepgzoo.modality import Modality, as_modality
-from sepgzoo.models.layers import Bottleneck, ClassifierKind, l2_normalise, spatial_attention
+from sepgzoo.models.layers import Bottleneck, ClassifierKind, join_parts, l2_normalise, spatial_attention
 from sepgzoo.models.split import create_backbone, duplicate, split_backbone
 from sepgzoo.seg import SegImpl, SpectralEnhance
 
@@ -38,11 +38,14 @@ def stripe_pool(x: Tensor, parts: int) -> Tensor:
 
     Same windows as adaptive_avg_pool2d(x, (parts, 1)), written as one MatMul with a constant
     pooling matrix so the exported graph has no shape arithmetic.
+    The matrix is built by kernels on x's device (no tensor from Python data: on CUDA that would be a
+    blocking host-to-device copy in every forward).
     """
     height = x.shape[-2]
+    index = torch.arange(parts, device=x.device)
+    starts = (index * height) // parts
+    ends = -((-(index + 1) * height) // parts)  # ceil((i + 1) * H / parts)
     rows = torch.arange(height, device=x.device)
-    starts = torch.tensor([(i * height) // parts for i in range(parts)], device=x.device)
-    ends = torch.tensor([-((-(i + 1) * height) // parts) for i in range(parts)], device=x.device)
     window = (rows[None, :] >= starts[:, None]) & (rows[None, :] < ends[:, None])
     pool = window.to(x.dtype) / (ends - starts).to(x.dtype)[:, None]  # [parts, H]
     return torch.matmul(pool, x.mean(dim=-1).transpose(1, 2))  # [parts, H] @ [B, H, C]
@@ -63,8 +66,8 @@ class SEPGNet(nn.Module):
     Inputs are RGB float images in [0, 1] (infrared as 3-channel grey), [B, 3, H, W]; the model
     applies SEG to visible images and the mean/std normalisation itself.
 
-    Eval mode: `model(x, modality="visible" | "infrared")` -> embedding [B, parts * part_dim], the
-    concatenation of the L2-normalised part features.
+    Eval mode: `model(x, modality="visible" | "infrared")` -> embedding [B, parts * part_dim] of norm 1:
+    the L2-normalised part features, concatenated and scaled by 1 / sqrt(parts).
     Train mode: `model((visible, infrared))` -> `TrainOutput`.
 
     Args:
@@ -156,10 +159,10 @@ class SEPGNet(nn.Module):
         return features, logits
 
     def forward_head(self, shared: Tensor, specific: Tensor, modality: str | Modality) -> Tensor:
-        """Eval embedding: the L2-normalised part features, concatenated -> [B, parts * part_dim]."""
+        """Eval embedding [B, parts * part_dim] of norm 1: the L2-normalised part features, concatenated, / sqrt(parts)."""
         attention = spatial_attention(specific, shared.shape[-2:])
         features, _ = self.forward_parts(shared, attention, as_modality(modality).value)
-        return l2_normalise(features).permute(1, 0, 2).reshape(shared.shape[0], self.num_features)
+        return join_parts(features)
 
     # -- forward -----------------------------------------------------------------------------------------------
     def forward(self, x: Tensor | tuple[Tensor, Tensor], modality: str | Modality | None = None):

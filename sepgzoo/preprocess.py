@@ -1,0 +1,86 @@
+"""The one definition of "image file -> model input", shared by every path that feeds the model.
+
+Training (before augmentation), evaluation, the data cache, `embed`, `search`, `sepgzoo.runtime` and
+the export metadata all call these functions, so the pixels the deployed graph sees are the pixels
+`sepgzoo eval` measured. Torch-free: the runtime imports it on machines without PyTorch.
+
+The contract, step by step (also written into model.json, export.json and the ONNX metadata):
+1. Decode the file with PIL; convert to 3-channel RGB (a single-channel infrared image becomes grey
+   copied to R, G and B; alpha is dropped; EXIF orientation is not applied).
+2. Resize to exactly H x W (no crop, aspect ratio not kept) with PIL `Image.BILINEAR` on the 8-bit
+   image: a separable triangle filter on pixel centres whose support widens by the shrink factor
+   when shrinking (antialiased), result rounded to uint8.
+3. The model (and the exported graph) takes these uint8 RGB pixels; /255, SEG and mean/std happen inside.
+
+Why bilinear: it is the filter every deployment stack has (OpenCV, NPP, DeepStream's scaler, TensorRT's
+resize layer), and on enlarging it is the same as OpenCV's INTER_LINEAR. Lanczos (the community's old PIL
+`ANTIALIAS`) exists in none of them. What the choice costs in accuracy is measured in README ("Preprocessing").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from sepgzoo.errors import UserError
+
+RESIZE_FILTER = "bilinear"
+_PIL_FILTERS = {"bilinear": Image.Resampling.BILINEAR}
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def decode_rgb(path: str | Path) -> Image.Image:
+    """Decode an image file as 3-channel RGB (grey -> grey x 3, alpha dropped).
+
+    Raises:
+        UserError: the file is missing, not an image, corrupt or truncated; the message names the path.
+    """
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.convert("RGB")
+    except FileNotFoundError:
+        raise UserError(f"image not found: {path}") from None
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
+        raise UserError(f"cannot decode image {path}: {err} (expected a complete JPEG/PNG/BMP file)") from None
+
+
+def resize(image: Image.Image, size: Sequence[int]) -> Image.Image:
+    """`image` resized to `size` = (H, W) with the contract's filter (a no-op when it already has that size)."""
+    height, width = int(size[0]), int(size[1])
+    if image.size == (width, height):
+        return image
+    return image.resize((width, height), _PIL_FILTERS[RESIZE_FILTER])
+
+
+def load_input(path: str | Path, size: Sequence[int]) -> np.ndarray:
+    """One image file as the model input: uint8 RGB [H, W, 3].
+
+    Example:
+        >>> load_input("person.jpg", (288, 144)).shape  # doctest: +SKIP
+        (288, 144, 3)
+    """
+    return np.array(resize(decode_rgb(path), size), dtype=np.uint8)  # a writable copy
+
+
+def load_inputs(paths: Sequence[str | Path], size: Sequence[int]) -> np.ndarray:
+    """Image files as one uint8 batch [N, H, W, 3]."""
+    if not paths:
+        return np.zeros((0, int(size[0]), int(size[1]), 3), dtype=np.uint8)
+    return np.stack([load_input(p, size) for p in paths])
+
+
+def contract(size: Sequence[int]) -> dict[str, Any]:
+    """The contract as a JSON-able record, for model.json, export.json and the ONNX metadata."""
+    return {
+        "decode": "PIL, converted to RGB: grey images copied to 3 channels, alpha dropped, EXIF orientation not "
+                  "applied",
+        "resize": {"filter": RESIZE_FILTER, "implementation": "PIL Image.resize(Image.BILINEAR) on uint8 RGB",
+                   "antialias": "support widens by the shrink factor when shrinking",
+                   "height": int(size[0]), "width": int(size[1]), "crop": "none", "keep_aspect": False},
+        "input": "uint8 RGB, HWC; /255, SEG and mean/std are inside the model",
+    }
