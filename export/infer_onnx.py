@@ -16,7 +16,7 @@ from PIL import Image
 
 
 def load(path: str, height: int, width: int) -> np.ndarray:
-    """uint8 RGB [H, W, 3], resized like sepgzoo does it (PIL bilinear, no crop); grey images become 3-channel."""
+    """uint8 RGB [H, W, 3] as `preprocess` in export.json says: RGB (grey x3), PIL bilinear to H x W, no crop."""
     with Image.open(path) as image:
         return np.asarray(image.convert("RGB").resize((width, height), Image.BILINEAR), dtype=np.uint8)
 

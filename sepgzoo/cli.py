@@ -8,6 +8,7 @@ import click
 
 from sepgzoo.data.cli import data
 from sepgzoo.deploy_cli import bench_infer, embed, export, search
+from sepgzoo.doctor_cli import doctor
 from sepgzoo.errors import UserError
 from sepgzoo.zoo_cli import weights_option, zoo
 
@@ -212,7 +213,7 @@ main.add_command(export)
 main.add_command(embed)
 main.add_command(search)
 bench.add_command(bench_infer)
-main.add_command(__import__("sepgzoo.doctor_cli", fromlist=["doctor"]).doctor)
+main.add_command(doctor)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -251,6 +251,7 @@ def check_resume(cfg: CheckConfig) -> dict[str, Any]:
     _, state = load_state(run_dir)
     if state["epoch"] != 0:
         raise CheckFailed(f"the CPU phase saved epoch {state['epoch'] + 1}, expected 1")
+    cpu_rows = _log_rows(run_dir)
     # What a run started with device auto on a CPU machine holds; on this GPU machine auto means CUDA.
     state["recipe"]["train"].update(device="auto" if cfg.device == "cuda" else cfg.device, epochs=2, amp=True)
     save_state(run_dir, state)
@@ -267,15 +268,17 @@ def check_resume(cfg: CheckConfig) -> dict[str, Any]:
     epochs = [int(row["epoch"]) for row in rows]
     losses = [float(row["total"]) for row in rows]
     amp = bool(final.get("scaler"))  # GradScaler.state_dict() is empty when AMP is off
-    result = {"cpu_epochs": 1, "resumed_at_epoch": 2, "final_epoch": meta.get("epoch"), "log_epochs": epochs,
+    resumed_at = epochs[len(cpu_rows)] if len(epochs) > len(cpu_rows) else None
+    result = {"cpu_epochs": len(cpu_rows), "resumed_at_epoch": resumed_at, "final_epoch": meta.get("epoch"), "log_epochs": epochs,
               "resumed_device": cfg.device, "resumed_hardware": meta.get("hardware"), "amp": amp,
               "loss_per_epoch": losses, "images_per_s_per_epoch": [float(row["images_per_s"]) for row in rows],
               "cpu_phase_seconds": round(cpu_seconds, 2), "resumed_phase_seconds": round(resumed_seconds, 2)}
     problems = []
     if final["epoch"] != 1 or meta.get("epoch") != 2:
         problems.append(f"the run ended at epoch {meta.get('epoch')} (last.pt epoch {final['epoch'] + 1}), expected 2")
-    if epochs != [1, 2]:
-        problems.append(f"log.csv holds epochs {epochs}, expected [1, 2] (the CPU epoch kept, then epoch 2)")
+    if epochs != [1, 2] or rows[:1] != cpu_rows:
+        problems.append(f"log.csv holds epochs {epochs}, expected [1, 2]: the CPU epoch's row kept as it was, "
+                        "then epoch 2")
     if not all(math.isfinite(loss) for loss in losses):
         problems.append(f"non-finite loss per epoch: {losses}")
     if cfg.device == "cuda" and "CPU" in str(meta.get("hardware")):

@@ -16,6 +16,7 @@ from typing import Any
 from sepgzoo.atomic import atomic_path, read_json, write_json, write_text
 from sepgzoo.checkpoint import META_NAME, WEIGHTS_NAME, FORMAT as MODEL_FORMAT, read_meta, resolve_model_files
 from sepgzoo.errors import UserError
+from sepgzoo.preprocess import contract
 from sepgzoo.runtime import sha256_file
 
 MANIFEST_FORMAT = "sepgzoo-zoo/1"
@@ -157,7 +158,8 @@ def materialise(name: str, directory: Path | None = None) -> Path:
         shutil.copyfile(weights, tmp)
     meta = {"format": MODEL_FORMAT, "model": entry.model, "model_args": entry.model_args,
             "num_classes": entry.model_args.get("num_classes", 0), "embedding_dim": entry.embedding_dim,
-            "input_size": [entry.input["height"], entry.input["width"]], "recipe": entry.recipe_resolved,
+            "input_size": [entry.input["height"], entry.input["width"]],
+            "preprocess": contract((entry.input["height"], entry.input["width"])), "recipe": entry.recipe_resolved,
             "epoch": entry.epoch, "selection": entry.selection, "metrics": entry.metrics, "zoo": name,
             "versions": entry.versions}
     write_json(folder / META_NAME, meta)
