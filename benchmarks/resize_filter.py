@@ -49,7 +49,7 @@ def summary(report: dict) -> dict[str, dict[str, float]]:
 
 def zoo(out: Path) -> None:
     from sepgzoo.evaluate import evaluate_run
-    from sepgzoo.zoo import materialise
+    from sepgzoo.hub.zoo import materialise
 
     folder = materialise("sepg_tiny.synthetic")
     rows = {}
@@ -71,8 +71,10 @@ def train_seeds(name: str, seeds: int, epochs: int, out: Path) -> None:
             continue
         recipe = load_recipe("synthetic", [f"train.seed={seed}", f"train.epochs={epochs}", "data.workers=0",
                                            f"optim.milestones={milestones}"])
-        with resize_filter(name):
-            run = train(recipe, output=Path("runs") / "resize-filter" / f"{name}-seed{seed}")
+        run = Path("runs") / "resize-filter" / f"{name}-seed{seed}"
+        if not (run / "metrics.json").is_file():  # a finished run is read again, not retrained
+            with resize_filter(name):
+                run = train(recipe, output=run)
         report = json.loads((run / "metrics.json").read_text())
         target.write_text(json.dumps({"filter": name, "seed": seed, "epochs": epochs, **summary(report)}, indent=2))
 

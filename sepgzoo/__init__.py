@@ -1,7 +1,7 @@
 """sepgzoo: SEPG-Net for visible-infrared person re-identification (train, evaluate, export).
 
 The public names are imported on first use (module `__getattr__`), so torch-free submodules such as
-`sepgzoo.runtime` can be imported on machines without PyTorch.
+`sepgzoo.deploy.runtime` can be imported on machines without PyTorch.
 """
 
 import importlib
@@ -14,9 +14,9 @@ _LAZY = {
     "Modality": ("sepgzoo.modality", "Modality"),
     "SEPGNet": ("sepgzoo.models", "SEPGNet"),
     "TrainOutput": ("sepgzoo.models", "TrainOutput"),
-    "create_model": ("sepgzoo.registry", "create_model"),
-    "is_model": ("sepgzoo.registry", "is_model"),
-    "list_models": ("sepgzoo.registry", "list_models"),
+    "create_model": ("sepgzoo.hub.factory", "create_model"),
+    "is_model": ("sepgzoo.hub.factory", "is_model"),
+    "list_models": ("sepgzoo.hub.factory", "list_models"),
     "losses": ("sepgzoo.losses", None),
     "seg": ("sepgzoo.seg", None),
 }
@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
     from sepgzoo import losses, seg
     from sepgzoo.models import SEPGNet, TrainOutput
     from sepgzoo.modality import Modality
-    from sepgzoo.registry import create_model, is_model, list_models
+    from sepgzoo.hub.factory import create_model, is_model, list_models
 
 
 def __getattr__(name: str):

@@ -8,7 +8,7 @@ import torch
 
 from sepgzoo.engine import forward_loss
 from sepgzoo.losses import LossWeights, sepg_loss
-from sepgzoo.registry import create_model
+from sepgzoo.hub.factory import create_model
 
 
 def _sync(device: torch.device | None) -> None:

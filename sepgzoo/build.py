@@ -17,12 +17,8 @@ from sepgzoo.data.torchdata import CrossModalityDataset
 from sepgzoo.data.transforms import build_train_transform
 from sepgzoo.distributed import DistInfo
 from sepgzoo.errors import UserError
-from sepgzoo.registry import create_model
-
-
-def cache_dir() -> Path:
-    """sepgzoo's cache folder: $SEPGZOO_CACHE, else ~/.cache/sepgzoo."""
-    return Path(os.environ.get("SEPGZOO_CACHE", Path.home() / ".cache" / "sepgzoo"))
+from sepgzoo.hub.cache import cache_dir
+from sepgzoo.hub.factory import create_model
 
 
 def synthetic_root(cfg: DataCfg, seed: int = 0) -> Path:

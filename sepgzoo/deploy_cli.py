@@ -14,7 +14,7 @@ import numpy as np
 
 from sepgzoo.errors import UserError
 from sepgzoo.modality import Modality, as_modality
-from sepgzoo.runtime import _Batching, list_images, open_model, rank
+from sepgzoo.deploy.runtime import list_images, open_model, rank
 from sepgzoo.zoo_cli import weights_option
 
 MODALITY_HELP = "visible or infrared"
@@ -29,31 +29,6 @@ def _modality(ctx, param, value):
         raise click.BadParameter(str(err)) from None
 
 
-class TorchEmbedder(_Batching):
-    """A checkpoint in PyTorch behind the runtime's interface (uint8 NHWC in, float32 [N, D] out).
-
-    Preprocessing is the exported graph's: the same uint8 images, /255 and NCHW here, the rest in the model.
-    """
-
-    provider = "PyTorch"
-
-    def __init__(self, model, modality: Modality, batch_size: int = 32) -> None:
-        self.model = model
-        self.modality = modality
-        self.input_size = tuple(model.input_size)
-        self.embedding_dim = int(model.num_features)
-        self.max_batch = batch_size
-
-    def _run(self, images: np.ndarray) -> np.ndarray:
-        import torch
-
-        from sepgzoo.data.transforms import to_unit_range
-
-        x = torch.from_numpy(images).to(next(self.model.parameters()).device)
-        with torch.inference_mode():
-            return self.model(to_unit_range(x.permute(0, 3, 1, 2)), modality=self.modality).float().cpu().numpy()
-
-
 def _one_backend(checkpoint: Path | None, model_path: Path | None) -> None:
     if (checkpoint is None) == (model_path is None):
         raise click.UsageError("give exactly one of --checkpoint RUN (PyTorch) or --model FILE|DIR (exported)")
@@ -64,10 +39,12 @@ def _backends(checkpoint: Path | None, model_path: Path | None, device: str,
     """A function modality -> embedder, for exactly one of --checkpoint / --model."""
     _one_backend(checkpoint, model_path)
     if checkpoint is not None:
-        from sepgzoo.checkpoint import load_model
+        from sepgzoo.hub.checkpoint import load_model
 
         torch_device = "cuda" if device in ("cuda", "tensorrt") else device
         model, _ = load_model(checkpoint, torch_device)
+        from sepgzoo.deploy.torch_embedder import TorchEmbedder
+
         return lambda modality: TorchEmbedder(model, modality, batch_size)
     backend = "tensorrt" if model_path.suffix.lower() in (".plan", ".engine", ".trt") else "onnxruntime"
     return lambda modality: open_model(model_path, modality, backend=backend, providers=device)
@@ -100,7 +77,7 @@ def backend_options(fn):
 
 def _zoo_name(checkpoint: Path) -> str | None:
     """The zoo name of a folder that `--weights` materialised, else None."""
-    from sepgzoo.checkpoint import read_meta
+    from sepgzoo.hub.checkpoint import read_meta
 
     return read_meta(checkpoint).get("zoo")
 
@@ -124,8 +101,8 @@ def _zoo_name(checkpoint: Path) -> str | None:
 def export(checkpoint: Path | None, output: Path | None, trt: bool, fp16: bool, max_batch: int,
            opt_batch: int | None, opset: int) -> None:
     """Export a trained model to ONNX (one graph per modality) with parity checks; optionally TensorRT engines."""
-    from sepgzoo.export import ExportError, export_checkpoint
-    from sepgzoo.tensorrt import TensorRTUnavailable, build_engines
+    from sepgzoo.deploy.onnx_export import ExportError, export_checkpoint
+    from sepgzoo.deploy.tensorrt import TensorRTUnavailable, build_engines
 
     if checkpoint is None:
         raise click.UsageError("give --checkpoint RUN or --weights NAME.TAG")
@@ -294,7 +271,7 @@ def _bench_onnxruntime(onnx_path: Path, seg_path: Path | None, images: dict[int,
     import onnxruntime as ort
 
     from sepgzoo.bench import median_seconds
-    from sepgzoo.runtime import DEVICE_PROVIDERS, OnnxEmbedder
+    from sepgzoo.deploy.ort_runtime import DEVICE_PROVIDERS, OnnxEmbedder
 
     session = _run(lambda: OnnxEmbedder(onnx_path, providers=device, threads=threads))
     seg_session = None
@@ -321,7 +298,7 @@ def _bench_tensorrt(onnx_path: Path, images: dict[int, np.ndarray], size: tuple[
                     record, notes: list[str]) -> None:
     """TensorRT rows (always on the GPU), or a note saying why there are none."""
     from sepgzoo.bench import median_seconds
-    from sepgzoo.tensorrt import TensorRTEmbedder, build_engine, tensorrt_missing
+    from sepgzoo.deploy.tensorrt import TensorRTEmbedder, build_engine, tensorrt_missing
 
     reason = tensorrt_missing()
     if reason:
@@ -357,8 +334,8 @@ def bench_infer(model_name, checkpoint, batches, backends, device, iters, warmup
 
     import torch
 
-    from sepgzoo.export import to_onnx
-    from sepgzoo.registry import create_model
+    from sepgzoo.deploy.onnx_export import to_onnx
+    from sepgzoo.hub.factory import create_model
 
     problem = _bench_device_error(device, backends)
     if problem:
@@ -366,7 +343,7 @@ def bench_infer(model_name, checkpoint, batches, backends, device, iters, warmup
     if threads:
         torch.set_num_threads(threads)
     if checkpoint is not None:
-        from sepgzoo.checkpoint import load_model
+        from sepgzoo.hub.checkpoint import load_model
 
         model, _ = _run(lambda: load_model(checkpoint, "cpu", seg_impl="matmul"))
         model_name = str(checkpoint)

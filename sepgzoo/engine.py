@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from sepgzoo.atomic import write_text
 from sepgzoo.build import build_model, build_train_loader, num_classes, open_dataset, split_validation
-from sepgzoo.checkpoint import save_model
+from sepgzoo.hub.checkpoint import save_model
 from sepgzoo.config import OptimCfg, Recipe, recipe_from_dict
 from sepgzoo.diagnostics import TrunkOutput, classifier_fit, trunk_gradient_norms, uniform_cross_entropy
 from sepgzoo.distributed import DistInfo, barrier, cleanup, init_distributed

@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from sepgzoo.atomic import write_json
 from sepgzoo.build import image_loader, open_dataset
-from sepgzoo.checkpoint import load_model, read_meta, update_meta
+from sepgzoo.hub.checkpoint import load_model, read_meta, update_meta
 from sepgzoo.config import Recipe, recipe_from_dict
 from sepgzoo.data.datasets import INFRARED, VISIBLE, Sample
 from sepgzoo.data.protocols import average_results, build_protocol, run_trials

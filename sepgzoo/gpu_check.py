@@ -178,7 +178,7 @@ def environment() -> dict[str, Any]:
                               "providers": onnxruntime.get_available_providers()}
     except ImportError as err:
         env["onnxruntime"] = {"version": None, "error": str(err)}
-    from sepgzoo.tensorrt import tensorrt_missing
+    from sepgzoo.deploy.tensorrt import tensorrt_missing
 
     reason = tensorrt_missing()
     env["tensorrt"] = {"version": _tensorrt_version(), "usable": reason is None, "reason": reason}
@@ -197,7 +197,7 @@ def _tensorrt_reason(cfg: CheckConfig) -> str | None:
     """Why this check run builds no TensorRT engines (None when it does)."""
     if cfg.device != "cuda":
         return f"the check runs on {cfg.device} (--device {cfg.device}); TensorRT needs a CUDA device"
-    from sepgzoo.tensorrt import tensorrt_missing
+    from sepgzoo.deploy.tensorrt import tensorrt_missing
 
     return tensorrt_missing()
 
@@ -239,7 +239,7 @@ def check_resume(cfg: CheckConfig) -> dict[str, Any]:
     state's recipe is extended to 2 epochs with `train.device: auto` (as a run started on a CPU machine with the
     default device holds it), then `train(resume=...)` continues it here, as `sepgzoo train --resume` does.
     """
-    from sepgzoo.checkpoint import read_meta
+    from sepgzoo.hub.checkpoint import read_meta
     from sepgzoo.config import load_recipe, recipe_from_dict
     from sepgzoo.engine import train
     from sepgzoo.runs import STATE_NAME, load_state, save_state
@@ -311,8 +311,8 @@ def check_evaluate(cfg: CheckConfig) -> dict[str, Any]:
 
 def check_export(cfg: CheckConfig) -> dict[str, Any]:
     """`export --fp16 --trt`: ONNX fp32 + fp16 graphs with parity, then the fp16 TensorRT engines if possible."""
-    from sepgzoo.export import export_checkpoint
-    from sepgzoo.tensorrt import build_engines
+    from sepgzoo.deploy.onnx_export import export_checkpoint
+    from sepgzoo.deploy.tensorrt import build_engines
 
     start = time.perf_counter()
     record = export_checkpoint(cfg.run_dir, cfg.export_dir, fp16=True, max_batch=cfg.max_batch)

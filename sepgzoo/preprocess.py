@@ -1,6 +1,6 @@
 """The one definition of "image file -> model input", shared by every path that feeds the model.
 
-Training (before augmentation), evaluation, the data cache, `embed`, `search`, `sepgzoo.runtime` and
+Training (before augmentation), evaluation, the data cache, `embed`, `search`, `sepgzoo.deploy.runtime` and
 the export metadata all call these functions, so the pixels the deployed graph sees are the pixels
 `sepgzoo eval` measured. Torch-free: the runtime imports it on machines without PyTorch.
 

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 
 from sepgzoo.atomic import write_text
-from sepgzoo.checkpoint import save_torch
+from sepgzoo.hub.checkpoint import save_torch
 from sepgzoo.distributed import DistInfo
 from sepgzoo.errors import UserError
 

@@ -22,7 +22,7 @@ def weights_option(target: str = "checkpoint"):
                 given = kwargs.get(target)
                 if given:
                     raise click.UsageError("give either --checkpoint or --weights, not both")
-                from sepgzoo.zoo import materialise
+                from sepgzoo.hub.zoo import materialise
 
                 try:
                     folder = materialise(zoo_name)
@@ -47,7 +47,7 @@ def list_command(as_json: bool) -> None:
     """Name, dataset, protocol setting, Rank-1/mAP and size of every released model."""
     from dataclasses import asdict
 
-    from sepgzoo.zoo import load_manifest
+    from sepgzoo.hub.zoo import load_manifest
 
     entries = load_manifest()
     if as_json:
@@ -72,7 +72,7 @@ def list_command(as_json: bool) -> None:
 def publish(run: Path, tag: str, url: str | None, license_note: str | None, notes: str, allow_test_selected: bool,
             weights_dir: Path | None) -> None:
     """Turn a finished, evaluated RUN into a zoo entry and a weights file, with its sha256."""
-    from sepgzoo.zoo import publish as publish_run
+    from sepgzoo.hub.zoo import publish as publish_run
 
     kwargs = {"license_note": license_note} if license_note else {}
     entry = publish_run(run, tag, directory=weights_dir, url=url, notes=notes,
@@ -84,7 +84,7 @@ def publish(run: Path, tag: str, url: str | None, license_note: str | None, note
 @click.option("--check", is_flag=True, help="Exit 1 when weights/README.md differs from the manifest.")
 def readme(check: bool) -> None:
     """Regenerate weights/README.md from weights/manifest.json."""
-    from sepgzoo.zoo import load_manifest, render_readme, weights_dir
+    from sepgzoo.hub.zoo import load_manifest, render_readme, weights_dir
 
     path = weights_dir() / "README.md"
     text = render_readme(load_manifest())

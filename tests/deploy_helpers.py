@@ -18,8 +18,8 @@ def tiny_checkpoint(root: Path) -> Path:
     if "checkpoint" not in _CACHE:
         import torch
 
-        from sepgzoo.checkpoint import save_model
-        from sepgzoo.registry import create_model
+        from sepgzoo.hub.checkpoint import save_model
+        from sepgzoo.hub.factory import create_model
 
         torch.manual_seed(0)
         directory = root / "run"

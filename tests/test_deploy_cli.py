@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import sepgzoo.tensorrt as trt_module
+import sepgzoo.deploy.tensorrt as trt_module
 from deploy_helpers import MAX_BATCH, export_output, exported, tiny_checkpoint, write_images
 from sepgzoo.deploy_cli import bench_infer, embed, export, search
-from sepgzoo.runtime import cosine_rows, read_export_json
-from sepgzoo.tensorrt import (EngineMismatch, TensorRTEmbedder, check_compatible, sidecar_path, tensorrt_missing,
+from sepgzoo.deploy.contract import cosine_rows, read_export_json
+from sepgzoo.deploy.tensorrt import (ENGINE_FORMAT, EngineMismatch, TensorRTEmbedder, check_compatible, sidecar_path, tensorrt_missing,
                               trtexec_command, trtexec_commands)
 
 D = 384
@@ -46,10 +46,10 @@ def test_export_command_reports_parity(export_dir):
 
 def test_export_trt_without_tensorrt_prints_trtexec_and_fails(export_dir, monkeypatch, tmp_path):
     """The ONNX graphs are kept, exact trtexec lines are printed and written, and the exit code is non-zero."""
-    import sepgzoo.export
+    import sepgzoo.deploy.onnx_export
 
     export_dir = Path(shutil.copytree(export_dir, tmp_path / "export"))  # keep the shared export untouched
-    monkeypatch.setattr(sepgzoo.export, "export_checkpoint", lambda *a, **k: read_export_json(export_dir))
+    monkeypatch.setattr(sepgzoo.deploy.onnx_export, "export_checkpoint", lambda *a, **k: read_export_json(export_dir))
     monkeypatch.setattr(trt_module, "tensorrt_missing", lambda: "TensorRT is not installed")
     result = invoke(export, ["--checkpoint", tiny_checkpoint(export_dir.parent), "--output", export_dir, "--trt",
                              "--fp16", "--max-batch", MAX_BATCH, "--opt-batch", 2])
@@ -76,7 +76,7 @@ def test_trtexec_command_lines(export_dir):
 def _fake_engine(tmp_path, **sidecar):
     engine = tmp_path / "visible.plan"
     engine.write_bytes(b"not a real engine")
-    record = {"format": "sepgzoo-trt-engine/1", "modality": "visible", "tensorrt_version": "10.3.0",
+    record = {"format": ENGINE_FORMAT, "modality": "visible", "tensorrt_version": "10.3.0",
               "gpu_name": "Orin", "compute_capability": "8.7", **sidecar}
     sidecar_path(engine).write_text(json.dumps(record))
     return engine

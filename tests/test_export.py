@@ -8,9 +8,9 @@ import torch
 from onnx import TensorProto, helper
 
 from deploy_helpers import MAX_BATCH, exported
-from sepgzoo.export import (EmbeddingGraph, ExportError, check_parity, graph_problems, read_metadata, to_onnx,
+from sepgzoo.deploy.onnx_export import (EmbeddingGraph, ExportError, check_parity, graph_problems, to_onnx,
                             torch_reference)
-from sepgzoo.runtime import read_export_json
+from sepgzoo.deploy.contract import decode_metadata, read_export_json
 
 H, W, D = 64, 32, 384  # test_sepg: 64 x 32 input, 6 parts x 64
 FILES = ["visible.onnx", "infrared.onnx", "visible_fp16.onnx", "infrared_fp16.onnx"]
@@ -57,7 +57,8 @@ def test_export_json_and_metadata(export_dir):
             assert parity["passed"] and parity["batches"] == [1, 3, MAX_BATCH] and parity["threshold"] == threshold
             assert min(parity["min_cosine"].values()) >= threshold
             assert parity["batch_invariance_min_cosine"] >= threshold
-    meta = read_metadata(export_dir / "infrared_fp16.onnx")
+    proto = onnx.load(str(export_dir / "infrared_fp16.onnx"), load_external_data=False)
+    meta = decode_metadata((entry.key, entry.value) for entry in proto.metadata_props)
     assert meta["modality"] == "infrared" and meta["precision"] == "fp16" and meta["input_size"] == [H, W]
     assert meta["embedding_dim"] == D and meta["parity"] == record["parity"]["infrared"]["fp16"]
     assert meta["recipe"] == record["recipe"] and meta["input"]["layout"] == "NHWC"
@@ -76,7 +77,7 @@ def test_fp16_graph_keeps_seg_and_l2_in_fp32(export_dir):
 
 
 def test_embedding_graph_matches_model_on_uint8_input():
-    from sepgzoo.registry import create_model
+    from sepgzoo.hub.factory import create_model
 
     model = create_model("test_sepg").eval()  # fft SEG: the graph swaps in the MatMul form
     images = torch.randint(0, 256, (3, H, W, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
@@ -100,7 +101,7 @@ class _FakeSession:
 
 
 def test_parity_check_reports_failure():
-    from sepgzoo.registry import create_model
+    from sepgzoo.hub.factory import create_model
 
     model = create_model("test_sepg").eval()
     good = _FakeSession(lambda x: torch_reference(model, x, "infrared"))
@@ -114,8 +115,8 @@ def test_parity_check_reports_failure():
 def test_to_onnx_fails_loudly_and_writes_nothing(export_dir, tmp_path, monkeypatch):
     """Wrong opset and failed parity both raise ExportError before anything is written (no re-trace: the
     exporter is replaced by the already exported graph)."""
-    import sepgzoo.export as export_module
-    from sepgzoo.checkpoint import load_model
+    import sepgzoo.deploy.onnx_export as export_module
+    from sepgzoo.hub.checkpoint import load_model
 
     model, _ = load_model(export_dir.parent / "run", seg_impl="matmul")
     proto = onnx.load(str(export_dir / "infrared.onnx"))
@@ -155,7 +156,7 @@ def test_graph_problems_flags_forbidden_constructs():
 @pytest.mark.parametrize("modality", ["visible", "infrared"])
 def test_fp16_graph_uses_each_modalitys_part_statistics(modality):
     """part_norm=modality: the exported graph normalises the parts with the statistics of its own modality."""
-    from sepgzoo.registry import create_model
+    from sepgzoo.hub.factory import create_model
 
     torch.manual_seed(0)
     model = create_model("test_sepg", part_norm="modality").eval()
@@ -174,8 +175,8 @@ def test_fp16_parity_is_also_checked_on_the_cuda_provider_when_it_runs(export_di
     """ORT CPU upcasts fp16 kernels; a CUDA session is checked too, and a fallback to CPU is no CUDA check."""
     import onnxruntime as ort
 
-    import sepgzoo.export as export_module
-    from sepgzoo.checkpoint import load_model
+    import sepgzoo.deploy.onnx_export as export_module
+    from sepgzoo.hub.checkpoint import load_model
 
     model, _ = load_model(export_dir.parent / "run", seg_impl="matmul")
     graph = (export_dir / "infrared_fp16.onnx").read_bytes()

@@ -13,7 +13,7 @@ from sepgzoo.diagnostics import classifier_fit, trunk_gradient_norms
 from sepgzoo.engine import train
 from sepgzoo.losses import LossWeights, sepg_loss
 from sepgzoo.models.layers import CosineClassifier, ModalityBatchNorm1d
-from sepgzoo.registry import create_model
+from sepgzoo.hub.factory import create_model
 
 SIZE = (64, 32)
 

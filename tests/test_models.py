@@ -9,7 +9,7 @@ from torch import nn
 import sepgzoo
 from sepgzoo.errors import UserError
 from sepgzoo.models.sepg import SEPGNet, stripe_pool
-from sepgzoo.registry import create_model, list_models
+from sepgzoo.hub.factory import create_model, list_models
 from sepgzoo.seg import spectral_enhance
 
 SIZE = (64, 32)

@@ -11,16 +11,16 @@ from click.testing import CliRunner
 from PIL import Image
 
 from deploy_helpers import exported, tiny_checkpoint, write_images
-from sepgzoo.checkpoint import load_model, read_meta
+from sepgzoo.hub.checkpoint import load_model, read_meta
 from sepgzoo.data.datasets import Sample
 from sepgzoo.data.transforms import build_test_transform, build_train_transform, to_unit_range
 from sepgzoo.deploy_cli import embed
 from sepgzoo.errors import UserError
 from sepgzoo.evaluate import extract_features
-from sepgzoo.export import PARITY_COSINE
 from sepgzoo.metrics import evaluate, feature_distance
 from sepgzoo.preprocess import contract, decode_rgb, load_input
-from sepgzoo.runtime import EXPORT_JSON, cosine_rows, open_model, read_export_json
+from sepgzoo.deploy.contract import EXPORT_JSON, PARITY_COSINE, cosine_rows, read_export_json
+from sepgzoo.deploy.runtime import open_model
 
 H, W = 64, 32
 

@@ -10,7 +10,8 @@ import pytest
 
 from deploy_helpers import MAX_BATCH, exported, write_images
 from sepgzoo.errors import UserError
-from sepgzoo.runtime import cosine_rows, open_model, rank
+from sepgzoo.deploy.contract import cosine_rows
+from sepgzoo.deploy.runtime import open_model, rank
 
 H, W, D = 64, 32, 384
 
@@ -37,8 +38,8 @@ def test_runtime_runs_with_torch_unimportable(export_dir, tmp_path):
     images = write_images(tmp_path / "images", 3, grey=True)
     script = BLOCK_TORCH + textwrap.dedent(f"""
         import json, sys
-        import sepgzoo, sepgzoo.runtime, sepgzoo.tensorrt
-        from sepgzoo.runtime import open_model
+        import sepgzoo, sepgzoo.deploy.runtime, sepgzoo.deploy.tensorrt
+        from sepgzoo.deploy.runtime import open_model
         try:
             import torch
         except ImportError:

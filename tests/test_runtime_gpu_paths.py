@@ -17,12 +17,14 @@ import pytest
 from click.testing import CliRunner
 from onnxruntime.capi import _pybind_state as ort_c
 
-import sepgzoo.tensorrt as trt_module
+import sepgzoo.deploy.tensorrt as trt_module
 from deploy_helpers import MAX_BATCH, exported, write_images
 from sepgzoo.deploy_cli import bench_infer, embed
-from sepgzoo.runtime import EXPORT_JSON, FORMAT, INPUT_NAME, OUTPUT_NAME, OnnxEmbedder, sha256_file
-from sepgzoo.tensorrt import (TensorRTEmbedder, TensorRTUnavailable, build_engines, ort_cache_prefix,
-                              ort_tensorrt_options, tensorrt_missing)
+from sepgzoo.deploy.contract import EXPORT_JSON, FORMAT, INPUT_NAME, OUTPUT_NAME
+from sepgzoo.deploy.ort_runtime import OnnxEmbedder
+from sepgzoo.hub.hashing import sha256_file
+from sepgzoo.deploy.ort_runtime import ort_cache_prefix, ort_tensorrt_options
+from sepgzoo.deploy.tensorrt import TensorRTEmbedder, TensorRTUnavailable, build_engines, tensorrt_missing
 
 H, W = 64, 32
 
@@ -363,8 +365,10 @@ def _engine(tmp_path):
 
 
 def _allocations_balanced(cudart):
-    return (cudart.count("malloc") == cudart.count("free") > 0 and cudart.count("mallocHost") == cudart.count("freeHost")
-            > 0 and cudart.count("streamCreate") == cudart.count("streamDestroy") == 1
+    counts = {kind: cudart.count(kind) for kind in ("malloc", "free", "mallocHost", "freeHost", "streamCreate",
+                                                    "streamDestroy")}
+    return (counts["malloc"] == counts["free"] > 0 and counts["mallocHost"] == counts["freeHost"] > 0
+            and counts["streamCreate"] == counts["streamDestroy"] == 1
             and not cudart.device and not cudart.pinned and not cudart.streams)
 
 

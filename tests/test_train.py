@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from sepgzoo import engine, runs
-from sepgzoo.checkpoint import load_model, read_meta
+from sepgzoo.hub.checkpoint import load_model, read_meta
 from sepgzoo.cli import main
 from sepgzoo.config import load_recipe
 

@@ -8,13 +8,13 @@ import torch
 from click.testing import CliRunner
 
 from sepgzoo import create_model
-from sepgzoo.checkpoint import load_model, save_model
+from sepgzoo.hub.checkpoint import load_model, save_model
 from sepgzoo.cli import main
 from sepgzoo.config import load_recipe
 from sepgzoo.errors import UserError
 from sepgzoo.evaluate import evaluate_run
-from sepgzoo.runtime import sha256_file
-from sepgzoo.zoo import load_manifest, load_pretrained, materialise, publish, render_readme, weights_dir
+from sepgzoo.hub.hashing import sha256_file
+from sepgzoo.hub.zoo import load_manifest, load_pretrained, materialise, publish, render_readme, weights_dir
 
 TINY = ["model.name=test_sepg", "model.parts=4", "model.part_dim=32", "data.height=64", "data.width=32",
         "eval.trials=2", "data.workers=0"]

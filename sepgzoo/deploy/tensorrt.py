@@ -2,7 +2,7 @@
 
 `tensorrt` (and cuda-python for device buffers) are imported lazily; without them this module still
 writes the exact `trtexec` command lines to build the engines on the target (a Jetson builds its own).
-Torch-free, like `sepgzoo.runtime`.
+Torch-free, like `sepgzoo.deploy.runtime`.
 
 FP16: the fp16 ONNX (network in fp16, SEG and the final L2 norm in fp32) built as a *strongly typed*
 network, on TensorRT 10 and 11 alike. The TensorRT 10 weak-typing FP16 flag is not used: it lets
@@ -24,13 +24,14 @@ import numpy as np
 from sepgzoo.atomic import atomic_path, read_json, write_json, write_text
 from sepgzoo.errors import UserError
 from sepgzoo.modality import Modality, as_modality
-from sepgzoo.runtime import (EXPORT_JSON, INPUT_NAME, OUTPUT_NAME, OnnxEmbedder, _Batching, cosine_rows,
-                             read_export_json, sha256_file)
+from sepgzoo.deploy.contract import (EXPORT_JSON, INPUT_NAME, OUTPUT_NAME, PARITY_COSINE, Batching, cosine_rows,
+                                     default_opt_batch, read_export_json)
+from sepgzoo.deploy.ort_runtime import OnnxEmbedder
+from sepgzoo.hub.hashing import sha256_file
 
-ENGINE_FORMAT = "sepgzoo-trt-engine/1"
+ENGINE_FORMAT = "sepgzoo-trt-engine/2"  # 1: built from export format 1 (embeddings of norm sqrt(parts))
 TRTEXEC_SCRIPT = "build_engines.sh"
 DEFAULT_WORKSPACE_MIB = 2048
-PARITY_COSINE = {"fp32": 0.9999, "fp16": 0.999}
 CUDA_PYTHON_PIP = "pip install 'cuda-python>=12,<13' (CUDA 12, JetPack 6) or 'cuda-python>=13,<14' (CUDA 13)"
 
 
@@ -50,11 +51,6 @@ def sidecar_path(engine: str | Path) -> Path:
     """`visible.plan` -> `visible.plan.json`."""
     engine = Path(engine)
     return engine.with_name(engine.name + ".json")
-
-
-def default_opt_batch(max_batch: int) -> int:
-    """The batch TensorRT tunes for: half the maximum (at most 16), a typical number of crops per frame."""
-    return max(1, min(16, max_batch // 2 or 1))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -147,7 +143,7 @@ def read_sidecar(engine: str | Path) -> dict[str, Any] | None:
     path = sidecar_path(engine)
     if not path.is_file():
         return None
-    return read_json(path, ENGINE_FORMAT)
+    return read_json(path, ENGINE_FORMAT, ": rebuild the engine from a current export (`sepgzoo export --trt`)")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -179,37 +175,6 @@ def trtexec_command(onnx_path: str | Path, engine_path: str | Path, input_size: 
     if fp16:
         command.append("--stronglyTyped")
     return command
-
-
-def ort_tensorrt_options(metadata: dict[str, Any], cache_dir: str | Path, cache_prefix: str) -> dict[str, str]:
-    """Options for ONNX Runtime's TensorrtExecutionProvider on an exported graph (values as ORT reads them).
-
-    The batch profile is min 1 / opt / max `max_batch`, as the trtexec lines, so ORT builds one engine for
-    every batch size instead of one per new size; engines and kernel timings are cached in `cache_dir`.
-    The prefix must name the graph's content: ORT's engine-cache key is derived from the graph's structure
-    and names, not its weights, so a re-exported model of the same architecture would load a stale engine.
-    `trt_fp16_enable` stays off: it is TensorRT's weak-typing FP16 flag (see the module docstring); the fp16
-    graph runs with the types it was exported with.
-
-    Args:
-        metadata: the graph's `sepgzoo.*` metadata (`input_size` [H, W], `max_batch`).
-        cache_dir: folder for the engine and timing caches.
-        cache_prefix: file-name prefix of the cached engines (see `ort_cache_prefix`).
-    """
-    max_batch = int(metadata.get("max_batch", 32))
-    h, w = (int(v) for v in metadata["input_size"])
-    shape = lambda n: f"{INPUT_NAME}:{n}x{h}x{w}x3"  # noqa: E731
-    return {"trt_profile_min_shapes": shape(1), "trt_profile_opt_shapes": shape(default_opt_batch(max_batch)),
-            "trt_profile_max_shapes": shape(max_batch),
-            "trt_engine_cache_enable": "True", "trt_engine_cache_path": str(cache_dir),
-            "trt_engine_cache_prefix": cache_prefix,
-            "trt_timing_cache_enable": "True", "trt_timing_cache_path": str(cache_dir),
-            "trt_fp16_enable": "False"}
-
-
-def ort_cache_prefix(onnx_path: str | Path) -> str:
-    """`visible_fp16_<first 16 hex of the file's SHA-256>`: cached engines of another export never match."""
-    return f"{Path(onnx_path).stem}_{sha256_file(onnx_path)[:16]}"
 
 
 def trtexec_commands(export_dir: str | Path, fp16: bool = False, max_batch: int | None = None,
@@ -450,7 +415,7 @@ class _CudaPython:
         self.close()
 
 
-class TensorRTEmbedder(_Batching):
+class TensorRTEmbedder(Batching):
     """A TensorRT engine built by sepgzoo (or trtexec), run with the v3 name-based API on a non-default stream.
 
     Refuses an engine whose sidecar names another GPU or TensorRT version. Engines built with trtexec have

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from sepgzoo.atomic import atomic_path, read_json, write_json, write_text
-from sepgzoo.checkpoint import META_NAME, WEIGHTS_NAME, FORMAT as MODEL_FORMAT, read_meta, resolve_model_files
+from sepgzoo.hub.checkpoint import META_NAME, WEIGHTS_NAME, FORMAT as MODEL_FORMAT, load_model, read_meta, resolve_model_files
 from sepgzoo.errors import UserError
 from sepgzoo.preprocess import contract
-from sepgzoo.runtime import sha256_file
+from sepgzoo.hub.cache import cache_dir
+from sepgzoo.hub.hashing import sha256_file
 
 MANIFEST_FORMAT = "sepgzoo-zoo/1"
 MANIFEST_NAME = "manifest.json"
@@ -124,7 +125,6 @@ def _fetch(entry: ZooEntry, directory: Path | None) -> Path:
         if not path.is_file():
             raise UserError(f"weights file {path} of {entry.name} is missing (the manifest lists it)")
         return path
-    from sepgzoo.build import cache_dir
 
     path = cache_dir() / "weights" / f"{entry.name}.safetensors"
     if not path.is_file():
@@ -150,7 +150,6 @@ def materialise(name: str, directory: Path | None = None) -> Path:
     if actual != entry.sha256:
         raise UserError(f"{weights}: sha256 {actual} does not match the manifest's {entry.sha256} for {name}; "
                         "the file is corrupt or was replaced")
-    from sepgzoo.build import cache_dir
 
     folder = cache_dir() / "zoo" / f"{name}-{entry.sha256[:12]}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -168,7 +167,6 @@ def materialise(name: str, directory: Path | None = None) -> Path:
 
 def load_pretrained(name: str, device: str = "cpu", directory: Path | None = None, **overrides: Any):
     """The model of a zoo entry with its verified weights, in eval mode; refuses weights that do not fit."""
-    from sepgzoo.checkpoint import load_model
 
     entry = get_entry(name, directory)
     model, _ = load_model(materialise(name, directory), device=device, **overrides)

@@ -15,7 +15,7 @@ from torch import nn
 from sepgzoo.atomic import atomic_path, read_json, write_json
 from sepgzoo.errors import UserError
 from sepgzoo.preprocess import contract
-from sepgzoo.registry import create_model
+from sepgzoo.models.registry import build_registered
 
 FORMAT = "sepgzoo-model/1"
 WEIGHTS_NAME = "model.safetensors"
@@ -107,7 +107,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", **overrides
     args = {**LEGACY_MODEL_ARGS, **meta["model_args"], **overrides}
     if "input_size" in args:
         args["input_size"] = tuple(args["input_size"])
-    model = create_model(meta["model"], **args)
+    import sepgzoo.models  # noqa: F401  (registers the entrypoints)
+
+    model = build_registered(meta["model"], **{key: value for key, value in args.items() if value is not None})
     try:
         state = safetensors.torch.load_file(str(weights_path))
     except Exception as err:  # safetensors raises its own error types for truncated or foreign files

@@ -27,13 +27,13 @@ from sepgzoo.errors import UserError
 from sepgzoo.modality import Modality, as_modality
 from sepgzoo.models.layers import join_parts, spatial_attention
 from sepgzoo.preprocess import contract
-from sepgzoo.runtime import (EXPORT_JSON, FORMAT, INPUT_NAME, OUTPUT_NAME, cosine_rows, read_export_json,
-                             sha256_file)
+from sepgzoo.deploy.contract import (EXPORT_JSON, FORMAT, INPUT_NAME, METADATA_PREFIX, OUTPUT_NAME, PARITY_COSINE,
+                                     cosine_rows)
+from sepgzoo.hub.hashing import sha256_file
 from sepgzoo.seg import SpectralEnhance
 
-DEFAULT_OPSET = 18  # the dynamo exporter's own op library targets 18; TensorRT 10.0 parses 9-20 (deploy.md 3, 8)
+DEFAULT_OPSET = 18  # the dynamo exporter's own op library targets 18; TensorRT 10.0 parses 9-20 (docs/deploy.md 3, 8)
 DEFAULT_MAX_BATCH = 32
-PARITY_COSINE = {"fp32": 0.9999, "fp16": 0.999}
 # Ops no deployment target should see: DFT (no ORT-CUDA kernel, TensorRT < 11.2 cannot parse it), STFT, and the
 # control flow a static image model never needs.
 FORBIDDEN_OPS = {"DFT", "STFT", "If", "Loop", "Scan"}
@@ -283,7 +283,7 @@ def onnx_versions() -> dict[str, str]:
     import onnxruntime
     import onnxscript
 
-    from sepgzoo.checkpoint import versions
+    from sepgzoo.hub.checkpoint import versions
 
     return {**versions(), "onnx": onnx.__version__, "onnxscript": onnxscript.__version__,
             "onnxruntime": onnxruntime.__version__}
@@ -319,24 +319,8 @@ def _set_metadata(model_proto, metadata: dict[str, Any]) -> None:
     del model_proto.metadata_props[:]
     for key, value in metadata.items():
         entry = model_proto.metadata_props.add()
-        entry.key = f"sepgzoo.{key}"
+        entry.key = f"{METADATA_PREFIX}{key}"
         entry.value = value if isinstance(value, str) else json.dumps(value)
-
-
-def read_metadata(path_or_proto) -> dict[str, Any]:
-    """The `sepgzoo.*` metadata of an exported ONNX file (values JSON-decoded where they were encoded)."""
-    import onnx
-
-    proto = onnx.load(str(path_or_proto), load_external_data=False) if isinstance(path_or_proto, (str, Path)) \
-        else path_or_proto
-    out = {}
-    for entry in proto.metadata_props:
-        if entry.key.startswith("sepgzoo."):
-            try:
-                out[entry.key[len("sepgzoo."):]] = json.loads(entry.value)
-            except json.JSONDecodeError:
-                out[entry.key[len("sepgzoo."):]] = entry.value
-    return out
 
 
 def _trace(graph: EmbeddingGraph, opset: int):
@@ -436,7 +420,7 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, fp16: bool = F
     """
     from timm.layers import set_layer_config
 
-    from sepgzoo.checkpoint import load_model, resolve_model_files
+    from sepgzoo.hub.checkpoint import load_model, resolve_model_files
 
     if max_batch < 1:
         raise UserError(f"--max-batch must be >= 1, got {max_batch}")
@@ -467,4 +451,4 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, fp16: bool = F
 
 
 __all__ = ["EXPORT_JSON", "EmbeddingGraph", "ExportError", "OnnxExport", "check_parity", "export_checkpoint",
-           "graph_problems", "read_export_json", "read_metadata", "to_onnx"]
+           "graph_problems", "to_onnx"]

@@ -1,30 +1,25 @@
-"""timm-style model registry: `register_model`, `create_model`, `list_models`, `is_model`."""
+"""`create_model`, `list_models`, `is_model`: registered architectures, or `name.tag` entries of the model zoo."""
 
 import fnmatch
-from collections.abc import Callable
 
 from torch import nn
 
-from sepgzoo.errors import UserError
-
-_MODELS: dict[str, Callable[..., nn.Module]] = {}
+from sepgzoo.models.registry import build_registered, registered_names
 
 
-def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    """Register a model entrypoint under its function name."""
-    _MODELS[fn.__name__] = fn
-    return fn
+def _registered() -> list[str]:
+    import sepgzoo.models  # noqa: F401  (registers the entrypoints)
+
+    return registered_names()
 
 
 def list_models(pattern: str = "*") -> list[str]:
     """Sorted registered model names matching a shell-style pattern, e.g. `list_models("sepg_*")`."""
-    _load_entrypoints()
-    return sorted(name for name in _MODELS if fnmatch.fnmatch(name, pattern))
+    return [name for name in _registered() if fnmatch.fnmatch(name, pattern)]
 
 
 def is_model(name: str) -> bool:
-    _load_entrypoints()
-    return name.split(".")[0] in _MODELS
+    return name.split(".")[0] in _registered()
 
 
 def create_model(name: str, pretrained: bool | str = False, **kwargs) -> nn.Module:
@@ -40,23 +35,13 @@ def create_model(name: str, pretrained: bool | str = False, **kwargs) -> nn.Modu
     Example:
         >>> model = create_model("sepg", backbone="resnet50", num_classes=395, pretrained="imagenet")
     """
-    _load_entrypoints()
+    _registered()
     arch, _, tag = name.partition(".")
-    if arch not in _MODELS:
-        raise UserError(f"unknown model {name!r}; available: {', '.join(list_models())}")
     kwargs = {key: value for key, value in kwargs.items() if value is not None}
     if tag:  # zoo weights: `sepg_resnet50.sysu`
-        from sepgzoo.zoo import get_entry, load_pretrained
+        from sepgzoo.hub.zoo import get_entry, load_pretrained
 
         if pretrained:
             return load_pretrained(name, **kwargs)
-        return create_model(arch, **{**get_entry(name).model_args, **kwargs})
-    model = _MODELS[arch](pretrained=pretrained, **kwargs)
-    # What rebuilds the same architecture from a checkpoint (backbone weights are not needed for that).
-    model.model_name = arch
-    model.model_args = kwargs
-    return model
-
-
-def _load_entrypoints() -> None:
-    import sepgzoo.models  # noqa: F401  (registers the entrypoints)
+        return build_registered(arch, **{**get_entry(name).model_args, **kwargs})
+    return build_registered(arch, pretrained=pretrained, **kwargs)

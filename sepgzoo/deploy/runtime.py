@@ -1,0 +1,90 @@
+"""Torch-free inference on exported models: `open_model` for ONNX Runtime or a TensorRT engine, and ranking.
+
+Needs only numpy, pillow and onnxruntime (or tensorrt + cuda-python for engines); importing this module
+never imports torch, so it runs on machines that have no PyTorch.
+
+Example:
+    >>> from sepgzoo.deploy.runtime import open_model
+    >>> model = open_model("runs/sysu/export", modality="infrared")
+    >>> model.provider
+    'CPUExecutionProvider'
+    >>> emb = model.embed_paths(["a.jpg", "b.jpg"])   # float32 [2, D], unit norm
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from sepgzoo.deploy.contract import ENGINE_SUFFIXES, EXPORT_JSON, Embedder, normalise_rows, read_export_json
+from sepgzoo.deploy.ort_runtime import OnnxEmbedder
+from sepgzoo.errors import UserError
+from sepgzoo.modality import Modality, as_modality
+from sepgzoo.preprocess import IMAGE_SUFFIXES
+
+
+def list_images(directory: str | Path) -> list[Path]:
+    """Image files under a directory (recursively), sorted."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise UserError(f"{directory} is not a directory of images")
+    return sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def rank(query: np.ndarray, gallery: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k gallery indices and cosine similarities per query row: ([Q, k] int, [Q, k] float)."""
+    similarity = normalise_rows(query) @ normalise_rows(gallery).T
+    k = min(top_k, similarity.shape[1])
+    order = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(similarity, order, axis=1)
+
+
+def open_model(path: str | Path, modality: str | Modality | None = None, backend: str = "onnxruntime",
+               providers: str | Sequence[str] = "cpu", fp16: bool = False, threads: int | None = None,
+               trt_cache: str | Path | None = None) -> Embedder:
+    """Open one modality of an exported model.
+
+    Args:
+        path: an export directory (with `export.json`), an `.onnx` file, or a TensorRT engine (`.plan`).
+        modality: required for a directory; checked against the file's metadata otherwise.
+        backend: "onnxruntime" or "tensorrt" (for a directory: use `<modality>[_fp16].plan` there).
+        providers: ONNX Runtime providers or a device word ("cpu", "cuda", "tensorrt").
+        fp16: for a directory, pick the fp16 variant.
+        threads: ONNX Runtime intra-op threads.
+        trt_cache: ONNX Runtime's TensorRT engine/timing cache folder (default: `trt_cache` next to the model).
+
+    Example:
+        >>> open_model("export", "visible").embed(np.zeros((2, 288, 144, 3), np.uint8)).shape
+        (2, 6144)
+    """
+    path = Path(path)
+    wanted = as_modality(modality) if modality is not None else None
+    if backend not in ("onnxruntime", "tensorrt"):
+        raise UserError(f"backend must be 'onnxruntime' or 'tensorrt', got {backend!r}")
+    if path.is_dir():
+        if wanted is None:
+            raise UserError(f"{path} is an export directory: say which modality to open (visible or infrared)")
+        record = read_export_json(path)
+        precision = "fp16" if fp16 else "fp32"
+        try:
+            name = record["files"][wanted.value][precision]
+        except KeyError:
+            raise UserError(f"{path / EXPORT_JSON} lists no {precision} graph for {wanted.value}"
+                            + (" (export again with --fp16)" if fp16 else "")) from None
+        path = path / name
+        if backend == "tensorrt":
+            path = path.with_suffix(".plan")
+    if path.suffix.lower() in ENGINE_SUFFIXES or backend == "tensorrt":
+        from sepgzoo.deploy.tensorrt import TensorRTEmbedder
+
+        model: Embedder = TensorRTEmbedder(path)
+    elif path.suffix.lower() == ".onnx":
+        model = OnnxEmbedder(path, providers=providers, threads=threads, trt_cache=trt_cache)
+    else:
+        raise UserError(f"{path}: expected an export directory, an .onnx file or a TensorRT engine "
+                        f"({', '.join(ENGINE_SUFFIXES)})")
+    if wanted is not None and model.modality is not wanted:
+        raise UserError(f"{path} embeds {model.modality.value} images, but {wanted.value} was asked for")
+    return model
