@@ -4,7 +4,7 @@ Usage:
     python benchmarks/bench_metrics.py [--queries 3803] [--gallery 3010] [--repeat 3] [--loop-repeat 1]
         [--json out.json]
 
-The loop follows the AGW-family evaluator as described in protocols.md 2.7-2.8 (our own code): per
+The loop follows the AGW-family evaluator as described in docs/protocols.md 2.7-2.8 (our own code): per
 query, sort the gallery, drop cam-2 items for cam-3 queries, compute the identity-deduplicated CMC
 with a unique-in-order pass, then AP and INP. Both implementations must agree before times count.
 """
@@ -25,7 +25,7 @@ from sepgzoo.metrics import evaluate
 def per_query_loop(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=20):
     """AGW-style SYSU evaluation: one argsort of all rows, then Python-level work query by query.
 
-    Mirrors the structure of the AGW-family `eval_sysu` (protocols.md 2.7-2.8) in our own code: removal of
+    Mirrors the structure of the AGW-family `eval_sysu` (docs/protocols.md 2.7-2.8) in our own code: removal of
     cam-2 items for cam-3 queries, dedup CMC via `np.unique(return_index)` put back in rank order, the
     image-level match vector, INP from the last match, AP from a per-position precision list.
     A stable sort is used so that ties agree with `evaluate`.

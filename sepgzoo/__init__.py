@@ -7,7 +7,7 @@ The public names are imported on first use (module `__getattr__`), so torch-free
 import importlib
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from sepgzoo.version import __version__
 
 # public name -> (module, attribute or None for the module itself)
 _LAZY = {

@@ -154,10 +154,10 @@ def environment() -> dict[str, Any]:
     """Versions and hardware: torch / CUDA / cuDNN, GPUs, ONNX Runtime build and providers, TensorRT."""
     import torch
 
-    import sepgzoo
+    from sepgzoo.version import __version__
 
     env: dict[str, Any] = {
-        "sepgzoo": sepgzoo.__version__, "python": platform.python_version(), "platform": platform.platform(),
+        "sepgzoo": __version__, "python": platform.python_version(), "platform": platform.platform(),
         "torch": torch.__version__, "torch_cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "cuda_available": torch.cuda.is_available(), "cpu_threads": torch.get_num_threads(),

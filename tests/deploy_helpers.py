@@ -10,12 +10,12 @@ import numpy as np
 from PIL import Image
 
 MAX_BATCH = 4
-_CACHE: dict[str, Path] = {}
+_CACHE: dict[tuple[str, Path], object] = {}  # (artifact, root) -> value: another root never gets this one
 
 
 def tiny_checkpoint(root: Path) -> Path:
     """A saved `test_sepg` (64 x 32, random weights) with a recipe in model.json."""
-    if "checkpoint" not in _CACHE:
+    if ("checkpoint", root) not in _CACHE:
         import torch
 
         from sepgzoo.hub.checkpoint import save_model
@@ -24,13 +24,13 @@ def tiny_checkpoint(root: Path) -> Path:
         torch.manual_seed(0)
         directory = root / "run"
         save_model(directory, create_model("test_sepg", num_classes=4), recipe={"model": {"name": "test_sepg"}})
-        _CACHE["checkpoint"] = directory
-    return _CACHE["checkpoint"]
+        _CACHE[("checkpoint", root)] = directory
+    return _CACHE[("checkpoint", root)]
 
 
 def exported(root: Path) -> Path:
     """`sepgzoo export --fp16 --max-batch 4` of the tiny checkpoint, run through the click command once."""
-    if "export" not in _CACHE:
+    if ("export", root) not in _CACHE:
         from click.testing import CliRunner
 
         from sepgzoo.deploy_cli import export
@@ -39,13 +39,14 @@ def exported(root: Path) -> Path:
         result = CliRunner().invoke(export, ["--checkpoint", str(tiny_checkpoint(root)), "--output", str(out),
                                              "--fp16", "--max-batch", str(MAX_BATCH)])
         assert result.exit_code == 0, result.output
-        _CACHE["export"] = out
-        _CACHE["export_output"] = result.output
-    return _CACHE["export"]
+        _CACHE[("export", root)] = out
+        _CACHE[("export_output", root)] = result.output
+    return _CACHE[("export", root)]
 
 
-def export_output() -> str:
-    return str(_CACHE.get("export_output", ""))
+def export_output(root: Path) -> str:
+    """What `sepgzoo export` printed when `exported(root)` ran."""
+    return str(_CACHE.get(("export_output", root), ""))
 
 
 def write_images(directory: Path, count: int, size=(40, 20), seed: int = 0, grey: bool = False) -> list[Path]:

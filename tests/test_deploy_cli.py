@@ -39,7 +39,7 @@ def invoke(command, args):
 
 
 def test_export_command_reports_parity(export_dir):
-    lines = export_output().splitlines()
+    lines = export_output(export_dir.parent).splitlines()
     assert len([line for line in lines if "parity vs PyTorch min cosine" in line]) == 4
     assert lines[-1].endswith("export.json")
 

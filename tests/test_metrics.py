@@ -1,4 +1,4 @@
-"""Vectorised metrics against a plain per-query loop written from the definitions (protocols.md section 5)."""
+"""Vectorised metrics against a plain per-query loop written from the definitions (docs/protocols.md section 5)."""
 
 from __future__ import annotations
 

@@ -144,8 +144,16 @@ def test_backbone_weights_from_a_local_file(tmp_path):
 
 
 def test_reset_classifier_keeps_the_embedding():
-    model = tiny()
-    model.reset_classifier(0)
-    assert model.num_features == 6 * 64
+    model = tiny().eval()
+    x = images(3)
+    with torch.no_grad():
+        before = model(x, modality="infrared")
+        model.reset_classifier(7)
+        after_new_classes = model(x, modality="infrared")
+        model.reset_classifier(0)
+        after_removal = model(x, modality="infrared")
+    torch.testing.assert_close(after_new_classes, before, rtol=0, atol=0)
+    torch.testing.assert_close(after_removal, before, rtol=0, atol=0)
+    assert all(head.classifier is None for head in model.part_heads)
     with pytest.raises(ValueError, match="num_classes"):
         model.train()((images(2), images(2)))

@@ -241,7 +241,7 @@ def test_cuda_amp_training_and_evaluation(sysu_root, tmp_path):
 
 
 def test_eval_averages_one_run_per_regdb_split(trained_run, tmp_path, regdb_root):
-    """RegDB is reported as the mean over splits of each split's own model (protocols.md 3.3)."""
+    """RegDB is reported as the mean over splits of each split's own model (docs/protocols.md 3.3)."""
     runs = []
     for split in (1, 2):
         run = tmp_path / f"regdb-{split}"

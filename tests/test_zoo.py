@@ -71,6 +71,20 @@ def test_tampered_weights_are_refused(evaluated_run, tmp_path):
         materialise(entry.name, tmp_path)
 
 
+def test_a_materialised_folder_is_reused_without_hashing_or_copying_again(evaluated_run, tmp_path, monkeypatch):
+    import sepgzoo.hub.zoo as zoo_module
+
+    entry = publish(evaluated_run, "reused", directory=tmp_path)
+    folder = materialise(entry.name, tmp_path)
+    stamp = (folder / "model.safetensors").stat().st_mtime_ns
+    monkeypatch.setattr(zoo_module, "sha256_file", lambda path: pytest.fail("hashed again"))
+    assert materialise(entry.name, tmp_path) == folder
+    assert (folder / "model.safetensors").stat().st_mtime_ns == stamp
+    (folder / "model.json").unlink()  # an incomplete folder is verified and written again
+    monkeypatch.undo()
+    assert materialise(entry.name, tmp_path) == folder and (folder / "model.json").is_file()
+
+
 def test_weights_into_the_wrong_architecture_are_refused(evaluated_run, tmp_path):
     entry = publish(evaluated_run, "wrong", directory=tmp_path)
     manifest = json.loads((tmp_path / "manifest.json").read_text())

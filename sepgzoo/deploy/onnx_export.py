@@ -326,7 +326,7 @@ def _set_metadata(model_proto, metadata: dict[str, Any]) -> None:
 def _trace(graph: EmbeddingGraph, opset: int):
     """Dynamo export of an EmbeddingGraph -> onnx.ModelProto (exporter chatter captured, shown only on failure)."""
     h, w = graph.model.input_size
-    # Trace at batch 2: torch.export specialises size-1 dimensions (deploy.md 3).
+    # Trace at batch 2: torch.export specialises size-1 dimensions (docs/deploy.md 3).
     example = torch.zeros(2, h, w, 3, dtype=torch.uint8)
     log = io.StringIO()
     try:

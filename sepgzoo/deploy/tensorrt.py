@@ -6,7 +6,7 @@ Torch-free, like `sepgzoo.deploy.runtime`.
 
 FP16: the fp16 ONNX (network in fp16, SEG and the final L2 norm in fp32) built as a *strongly typed*
 network, on TensorRT 10 and 11 alike. The TensorRT 10 weak-typing FP16 flag is not used: it lets
-TensorRT pick fp16 for any layer, SEG's MatMul-DFT included, and TensorRT 11 removed it (deploy.md 4).
+TensorRT pick fp16 for any layer, SEG's MatMul-DFT included, and TensorRT 11 removed it (docs/deploy.md 4).
 """
 
 from __future__ import annotations

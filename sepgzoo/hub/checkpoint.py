@@ -26,9 +26,9 @@ def versions() -> dict[str, str]:
     """Versions of what produced a file, for model.json and export sidecars."""
     import timm
 
-    import sepgzoo
+    from sepgzoo.version import __version__
 
-    return {"sepgzoo": sepgzoo.__version__, "torch": torch.__version__, "timm": timm.__version__,
+    return {"sepgzoo": __version__, "torch": torch.__version__, "timm": timm.__version__,
             "python": platform.python_version()}
 
 

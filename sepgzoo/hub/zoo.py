@@ -22,7 +22,6 @@ from sepgzoo.hub.hashing import sha256_file
 
 MANIFEST_FORMAT = "sepgzoo-zoo/1"
 MANIFEST_NAME = "manifest.json"
-TEST_SELECTED = "best on the test set"
 HONEST_SELECTIONS = ("last epoch", "best on validation split")
 
 
@@ -142,27 +141,36 @@ def _fetch(entry: ZooEntry, directory: Path | None) -> Path:
 def materialise(name: str, directory: Path | None = None) -> Path:
     """A model folder (`model.safetensors` + `model.json`) for a zoo name, after checking the weights' sha256.
 
-    The folder lives in the cache; every sepgzoo command that takes `--checkpoint` can read it.
+    The folder lives in the cache; every sepgzoo command that takes `--checkpoint` can read it. The weights are
+    hashed and copied once: `model.json` is written last, so a folder holding it is complete and is reused.
     """
     entry = get_entry(name, directory)
-    weights = _fetch(entry, directory)
-    actual = sha256_file(weights)
-    if actual != entry.sha256:
-        raise UserError(f"{weights}: sha256 {actual} does not match the manifest's {entry.sha256} for {name}; "
-                        "the file is corrupt or was replaced")
-
     folder = cache_dir() / "zoo" / f"{name}-{entry.sha256[:12]}"
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / WEIGHTS_NAME) as tmp:
-        shutil.copyfile(weights, tmp)
     meta = {"format": MODEL_FORMAT, "model": entry.model, "model_args": entry.model_args,
             "num_classes": entry.model_args.get("num_classes", 0), "embedding_dim": entry.embedding_dim,
             "input_size": [entry.input["height"], entry.input["width"]],
             "preprocess": contract((entry.input["height"], entry.input["width"])), "recipe": entry.recipe_resolved,
             "epoch": entry.epoch, "selection": entry.selection, "metrics": entry.metrics, "zoo": name,
             "versions": entry.versions}
+    if (folder / WEIGHTS_NAME).is_file() and _read_if_json(folder / META_NAME) == meta:
+        return folder
+    weights = _fetch(entry, directory)
+    actual = sha256_file(weights)
+    if actual != entry.sha256:
+        raise UserError(f"{weights}: sha256 {actual} does not match the manifest's {entry.sha256} for {name}; "
+                        "the file is corrupt or was replaced")
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / WEIGHTS_NAME) as tmp:
+        shutil.copyfile(weights, tmp)
     write_json(folder / META_NAME, meta)
     return folder
+
+
+def _read_if_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
 
 
 def load_pretrained(name: str, device: str = "cpu", directory: Path | None = None, **overrides: Any):

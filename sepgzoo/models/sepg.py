@@ -127,10 +127,6 @@ class SEPGNet(nn.Module):
         part_modalities = MODALITIES if part_norm == "modality" else None
         self.part_heads = nn.ModuleList(Bottleneck(self.stage_spec.shared_channels, part_dim, **head,
                                                    modalities=part_modalities) for _ in range(parts))
-        self.pretrained_cfg = dict(
-            backbone=backbone, input_size=(3, *self.input_size), mean=tuple(mean), std=tuple(std),
-            embedding_dim=self.num_features, seg=seg,
-        )
 
     # -- input -------------------------------------------------------------------------------------------------
     def prepare(self, x: Tensor, modality: Modality) -> Tensor:
