@@ -10,7 +10,8 @@ from torch.utils.data import DataLoader
 
 from sepgzoo.config import DataCfg, ModelCfg
 from sepgzoo.data.cache import ResizedImageCache
-from sepgzoo.data.datasets import INFRARED, VISIBLE, Sample, build_dataset, load_image
+from sepgzoo.data.datasets import INFRARED, VISIBLE, Sample, load_image
+from sepgzoo.data.registry import build_dataset, get_dataset
 from sepgzoo.data.sampler import CrossModalitySampler
 from sepgzoo.data.synthetic import write_synthetic
 from sepgzoo.data.torchdata import CrossModalityDataset
@@ -22,7 +23,8 @@ from sepgzoo.hub.factory import create_model
 
 
 def synthetic_root(cfg: DataCfg, seed: int = 0) -> Path:
-    """Where the synthetic data set of this recipe lives (generated there on first use, atomically)."""
+    """Where the synthetic data set of this recipe lives (generated there on first use, atomically, in the SYSU
+    layout); what `dataset_root` gives for a data set registered with `needs_root=False`."""
     root = Path(cfg.root) if cfg.root else cache_dir() / "synthetic" / f"sysu-ids{cfg.synthetic_ids}-seed{seed}"
     if not (root / "exp").is_dir():
         root.parent.mkdir(parents=True, exist_ok=True)
@@ -39,7 +41,7 @@ def synthetic_root(cfg: DataCfg, seed: int = 0) -> Path:
 
 def dataset_root(cfg: DataCfg) -> Path:
     """The data set root of a recipe, with a clear error when it is missing."""
-    if cfg.dataset == "synthetic":
+    if not get_dataset(cfg.dataset).needs_root:
         return synthetic_root(cfg)
     if not cfg.root:
         raise UserError(f"data.root is not set: pass --set data.root=/path/to/{cfg.dataset} (see README, Datasets)")
@@ -50,10 +52,10 @@ def dataset_root(cfg: DataCfg) -> Path:
 
 
 def open_dataset(cfg: DataCfg):
-    """The parsed data set of a recipe (synthetic data is read as SYSU-MM01)."""
-    name = "sysu" if cfg.dataset == "synthetic" else cfg.dataset
-    options = {"trial": cfg.trial} if name == "regdb" else {}
-    return build_dataset(name, dataset_root(cfg), skip_unpaired=cfg.skip_unpaired, **options)
+    """The parsed data set of a recipe: its registered reader, given the `data.*` keys it takes (`recipe_options`)."""
+    spec = get_dataset(cfg.dataset)
+    options = {key: getattr(cfg, key) for key in spec.recipe_options}
+    return build_dataset(spec.name, dataset_root(cfg), **options)
 
 
 def image_loader(cached: bool, size: tuple[int, int]):

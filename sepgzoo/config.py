@@ -20,7 +20,7 @@ from sepgzoo.errors import UserError
 
 @dataclass(frozen=True)
 class DataCfg:
-    dataset: Literal["sysu", "regdb", "llcm", "synthetic"] = "sysu"  # data set; synthetic = generated SYSU-layout data
+    dataset: str = "sysu"  # a registered data set: sysu, regdb, llcm, synthetic (generated SYSU-layout data), ...
     root: str | None = None  # data set root (synthetic: generated here, default a cache folder)
     trial: int = 1  # RegDB split 1..10 (one model per trial)
     height: int = 288  # input height
@@ -35,6 +35,16 @@ class DataCfg:
     val_ids: int = 0  # training identities held out as a validation split (0: none; selection never uses test)
     cache: bool = False  # keep resized images in the cache folder: decode and resize each image only once
     skip_unpaired: bool = False  # drop (and log) training identities seen in one modality only, instead of an error
+
+    def __post_init__(self) -> None:
+        """`dataset` must be registered (`sepgzoo.data.registry`); an alias becomes the registered name."""
+        from sepgzoo.data.registry import get_dataset  # lazy: reading a recipe does not load the data stack early
+
+        try:
+            spec = get_dataset(self.dataset)
+        except UserError as err:
+            raise UserError(f"data.dataset = {self.dataset!r}: {err}") from None
+        object.__setattr__(self, "dataset", spec.name)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from sepgzoo.hub.checkpoint import load_model, read_meta, update_meta
 from sepgzoo.config import Recipe, recipe_from_dict
 from sepgzoo.data.datasets import INFRARED, VISIBLE, Sample
 from sepgzoo.data.protocols import average_results, build_protocol, run_trials
+from sepgzoo.data.registry import get_dataset
 from sepgzoo.data.torchdata import ImageDataset
 from sepgzoo.data.transforms import build_test_transform
 from sepgzoo.errors import UserError
@@ -46,15 +47,9 @@ def extract_features(model: torch.nn.Module, samples: list[Sample], modality: st
 
 
 def protocol_settings(recipe: Recipe) -> list[tuple[str, dict[str, Any]]]:
-    """(protocol name, options) for every setting the recipe asks for (SYSU all + indoor, both directions...)."""
-    e, dataset = recipe.eval, recipe.data.dataset
-    if dataset in ("sysu", "synthetic"):
-        modes = ("all", "indoor") if e.mode == "both" else (e.mode,)
-        return [(f"sysu_{m}_{e.shot}", {"sampler": e.sampler, "num_trials": e.trials}) for m in modes]
-    directions = ("v2i", "i2v") if e.direction == "both" else (e.direction,)
-    if dataset == "regdb":
-        return [(f"regdb_{d}", {}) for d in directions]
-    return [(f"llcm_{d}", {"num_trials": e.trials}) for d in directions]
+    """(protocol name, options) for every setting the recipe asks for: its data set's `settings(recipe.eval)`
+    (SYSU all + indoor, both directions...)."""
+    return get_dataset(recipe.data.dataset).settings(recipe.eval)
 
 
 class FeatureCache:
@@ -104,25 +99,31 @@ def evaluate_model(model: torch.nn.Module, recipe: Recipe, device: torch.device 
 
 
 def evaluate_validation(model: torch.nn.Module, samples: list[Sample], recipe: Recipe, device) -> dict[str, float]:
-    """Held-out training identities: infrared queries against all their visible images (standard CMC, no removal)."""
+    """Held-out training identities: infrared queries against all their visible images (metric rule "standard":
+    image-level CMC, nothing removed)."""
     query = [s for s in samples if s.modality == INFRARED]
     gallery = [s for s in samples if s.modality == VISIBLE]
     qf = extract_features(model, query, INFRARED, recipe.eval.batch_size, device, cached=recipe.data.cache)
     gf = extract_features(model, gallery, VISIBLE, recipe.eval.batch_size, device, cached=recipe.data.cache)
     pids = lambda items: np.array([s.pid for s in items])  # noqa: E731
     cams = lambda items: np.array([s.camid for s in items])  # noqa: E731
-    result = evaluate(feature_distance(qf, gf), pids(query), pids(gallery), cams(query), cams(gallery), "regdb")
+    result = evaluate(feature_distance(qf, gf), pids(query), pids(gallery), cams(query), cams(gallery), "standard")
     return {"val_R1": float(result["cmc"][0]), "val_mAP": float(result["mAP"])}
 
 
 def check_regdb_trial(meta: dict[str, Any], recipe: Recipe, model_path: Path) -> None:
-    """RegDB: a model is only ever tested on the split it was trained on (protocols.md 7.9)."""
+    """A model of a split data set (RegDB: `data.trial`, the spec's `split_option`) is only ever tested on the split
+    it was trained on (docs/protocols.md 7.9)."""
     trained = meta.get("recipe", {}).get("data", {})
-    regdb = recipe.data.dataset == "regdb" and trained.get("dataset") == "regdb"
-    if regdb and trained.get("trial") != recipe.data.trial:
+    spec = get_dataset(recipe.data.dataset)
+    key = spec.split_option
+    if key is None or trained.get("dataset") != spec.name:
+        return
+    if trained.get(key) != getattr(recipe.data, key):
         raise UserError(
-            f"{model_path} was trained on RegDB trial {trained.get('trial')}; evaluating it on trial "
-            f"{recipe.data.trial} would test on its own training identities. Evaluate each trial's model on its trial."
+            f"{model_path} was trained on {spec.title} {key} {trained.get(key)}; evaluating it on {key} "
+            f"{getattr(recipe.data, key)} would test on its own training identities. Evaluate each {key}'s model "
+            f"on its {key}."
         )
 
 

@@ -1,21 +1,47 @@
 """Retrieval metrics for VI-ReID: CMC (standard or identity-deduplicated), mAP and mINP, vectorised numpy.
 
-Definitions follow `protocols.md` section 5. Features are compared by Euclidean distance after L2
+Definitions follow `docs/protocols.md` section 5. Features are compared by Euclidean distance after L2
 normalisation, which ranks exactly like cosine similarity (||a - b||^2 = 2 - 2 cos(a, b)).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from sepgzoo.errors import UserError
 
-#: metric protocol -> (removal rule, CMC variant). See protocols.md sections 2.7, 3.3, 4.3 and 7.5.
-METRIC_PROTOCOLS: dict[str, tuple[str, str]] = {
-    "sysu": ("cam3_drops_cam2", "dedup"),
-    "llcm": ("same_id_same_cam", "dedup"),
-    "regdb": ("none", "standard"),
+#: gallery removal rules: which gallery items a query is not ranked against
+REMOVALS = {
+    "none": "nothing removed",
+    "same_id_same_cam": "items with the query's identity and camera",
+    "cam2_for_cam3": "every camera-2 item, of any identity, for a camera-3 query",
 }
+#: CMC variants: "standard" (image-level rank of the first true match) or "dedup" (rank among distinct identities)
+CMC_VARIANTS = ("standard", "dedup")
+
+
+@dataclass(frozen=True)
+class MetricRule:
+    """How a ranked list is scored: a removal rule (a key of `REMOVALS`) and a CMC variant (`CMC_VARIANTS`)."""
+
+    removal: str
+    cmc: str
+
+    def __post_init__(self) -> None:
+        if self.removal not in REMOVALS or self.cmc not in CMC_VARIANTS:
+            raise UserError(f"metric rule {self}: expected removal in {sorted(REMOVALS)} "
+                            f"and cmc in {list(CMC_VARIANTS)}")
+
+
+#: metric rules named by what they do. See docs/protocols.md sections 2.7, 3.3, 4.3 and 7.5.
+METRIC_RULES: dict[str, MetricRule] = {
+    "standard": MetricRule("none", "standard"),  # RegDB; held-out validation identities
+    "dedup_drop_same_id_same_cam": MetricRule("same_id_same_cam", "dedup"),  # LLCM
+    "dedup_drop_cam2_for_cam3": MetricRule("cam2_for_cam3", "dedup"),  # SYSU-MM01
+}
+#: the former data-set-named rule names, still accepted from old callers (sysu = the SYSU-MM01 rule, ...)
 
 
 def l2_normalize(features: np.ndarray, eps: float = 1e-12) -> np.ndarray:
@@ -37,7 +63,7 @@ def feature_distance(query_features: np.ndarray, gallery_features: np.ndarray, n
     """Euclidean distance between L2-normalised features (same ranking as cosine similarity).
 
     On unit vectors ||q - g|| = sqrt(2 - 2 cos(q, g)), so ranking by this distance equals ranking by
-    descending cosine similarity, as the AGW-family evaluators do (protocols.md 1 and 7.6).
+    descending cosine similarity, as the AGW-family evaluators do (docs/protocols.md 1 and 7.6).
 
     Args:
         query_features: [Q, D] query features.
@@ -58,38 +84,39 @@ def feature_distance(query_features: np.ndarray, gallery_features: np.ndarray, n
     return np.sqrt(np.maximum(sq, 0.0))
 
 
-def keep_mask(protocol: str, q_pids: np.ndarray, g_pids: np.ndarray, q_camids: np.ndarray,
+def keep_mask(rule: str | MetricRule, q_pids: np.ndarray, g_pids: np.ndarray, q_camids: np.ndarray,
               g_camids: np.ndarray) -> np.ndarray:
-    """Which gallery items each query may be ranked against, after the protocol's removal rule.
+    """Which gallery items each query may be ranked against, after the metric rule's removal.
 
     Args:
-        protocol: "sysu" (a camera-3 query ignores every camera-2 gallery item, of any identity),
-            "llcm" (drop items with the query's identity and camera) or "regdb" (keep everything).
+        rule: a metric rule (a name of `METRIC_RULES` or a `MetricRule`); its removal is "cam2_for_cam3"
+            (a camera-3 query ignores every camera-2 gallery item, of any identity), "same_id_same_cam"
+            (drop items with the query's identity and camera) or "none" (keep everything).
         q_pids, g_pids, q_camids, g_camids: 1-D identity and camera arrays.
 
     Returns:
         bool [Q, G] array, True = kept.
     """
-    rule, _ = _metric_protocol(protocol)
+    removal = metric_rule(rule).removal
     shape = (len(q_pids), len(g_pids))
-    if rule == "cam3_drops_cam2":
+    if removal == "cam2_for_cam3":
         return ~((np.asarray(q_camids)[:, None] == 3) & (np.asarray(g_camids)[None, :] == 2))
-    if rule == "same_id_same_cam":
+    if removal == "same_id_same_cam":
         same_id = np.asarray(q_pids)[:, None] == np.asarray(g_pids)[None, :]
         return ~(same_id & (np.asarray(q_camids)[:, None] == np.asarray(g_camids)[None, :]))
     return np.ones(shape, dtype=bool)
 
 
 def evaluate(distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray, q_camids: np.ndarray,
-             g_camids: np.ndarray, protocol: str = "sysu", max_rank: int = 20) -> dict:
-    """CMC, mAP and mINP of a query x gallery distance matrix under a VI-ReID protocol.
+             g_camids: np.ndarray, rule: str | MetricRule = "dedup_drop_cam2_for_cam3", max_rank: int = 20) -> dict:
+    """CMC, mAP and mINP of a query x gallery distance matrix under a metric rule (removal + CMC variant).
 
     Each row is ordered once with a **stable** sort (`np.argsort(kind="stable")`), so exact ties keep
     gallery order, like MATLAB's `sort` in the official SYSU evaluator (AGW's default quicksort does
     not guarantee that). Removed gallery items are skipped, not re-ranked. The CMC is
-    identity-deduplicated on "sysu" and "llcm" (rank-k = the true identity is among the first k
-    distinct identities) and the standard image-level CMC on "regdb". mAP and mINP always use the
-    image-level list after removal. Queries with no true match left are excluded from every average.
+    identity-deduplicated for cmc "dedup" (rank-k = the true identity is among the first k distinct
+    identities) and the image-level CMC for "standard". mAP and mINP always use the image-level list
+    after removal. Queries with no true match left are excluded from every average.
 
     Args:
         distmat: [Q, G] distances, smaller is closer.
@@ -97,30 +124,30 @@ def evaluate(distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray, q_cami
         g_pids: [G] gallery identities.
         q_camids: [Q] query cameras.
         g_camids: [G] gallery cameras.
-        protocol: "sysu", "regdb" or "llcm" (removal rule + CMC variant).
+        rule: metric rule: a name of `METRIC_RULES` ("standard", "dedup_drop_same_id_same_cam",
+            "dedup_drop_cam2_for_cam3"; the old names "regdb", "llcm", "sysu" still work) or a `MetricRule`.
         max_rank: length of the returned CMC curve.
 
     Returns:
         dict with "cmc" (float64 array [max_rank] of fractions), "mAP" and "mINP" (fractions),
-        "num_valid_queries", "cmc_type" ("dedup" or "standard") and "protocol".
+        "num_valid_queries", "cmc_type" ("dedup" or "standard") and "rule".
 
     Raises:
-        UserError: shapes disagree, the protocol is unknown or no query has a true match.
+        UserError: shapes disagree, the metric rule is unknown or no query has a true match.
 
     Example:
         >>> r = evaluate(np.array([[0.1, 0.9]]), np.array([1]), np.array([1, 2]), np.array([3]),
-        ...              np.array([1, 4]), protocol="sysu", max_rank=2)
+        ...              np.array([1, 4]), rule="dedup_drop_cam2_for_cam3", max_rank=2)
         >>> r["cmc"].tolist(), r["mAP"]
         ([1.0, 1.0], 1.0)
     """
     distmat, q_pids, g_pids, q_camids, g_camids = _check_inputs(distmat, q_pids, g_pids, q_camids, g_camids)
-    distmat, q_pids, g_pids, q_camids, g_camids = _check_inputs(distmat, q_pids, g_pids, q_camids, g_camids)
-    _, cmc_type = _metric_protocol(protocol)
+    cmc_type = metric_rule(rule).cmc
     order = stable_argsort(distmat)
     ids, g_codes = np.unique(g_pids, return_inverse=True)
     codes_sorted = g_codes.astype(np.int32)[order]  # identity code of every ranked gallery item
     match = codes_sorted == _query_codes(ids, q_pids)[:, None]
-    removed = _removed_sorted(protocol, order, match, q_camids, g_camids)
+    removed = _removed_sorted(rule, order, match, q_camids, g_camids)
     if removed is not None:
         match &= ~removed
     rows, cols = np.nonzero(match)  # true matches, row-major: per query in rank order
@@ -143,7 +170,7 @@ def evaluate(distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray, q_cami
         ranks = position[starts[valid]]
     cmc = (ranks[:, None] <= np.arange(1, max_rank + 1)[None, :]).mean(0)
     return {"cmc": cmc, "mAP": float(ap.mean()), "mINP": float(inp.mean()),
-            "num_valid_queries": int(valid.sum()), "cmc_type": cmc_type, "protocol": protocol}
+            "num_valid_queries": int(valid.sum()), "cmc_type": cmc_type, "rule": rule if isinstance(rule, str) else str(rule)}
 
 
 def stable_argsort(distmat: np.ndarray) -> np.ndarray:
@@ -174,18 +201,18 @@ def _query_codes(ids: np.ndarray, q_pids: np.ndarray) -> np.ndarray:
     return np.where(ids[where] == q_pids, where, -1).astype(np.int32)
 
 
-def _removed_sorted(protocol: str, order: np.ndarray, match: np.ndarray, q_camids: np.ndarray,
+def _removed_sorted(rule: str | MetricRule, order: np.ndarray, match: np.ndarray, q_camids: np.ndarray,
                     g_camids: np.ndarray) -> np.ndarray | None:
     """Removal mask in rank order (None when nothing is removed); the rules of `keep_mask`."""
-    rule, _ = _metric_protocol(protocol)
-    if rule == "cam3_drops_cam2":
+    removal = metric_rule(rule).removal
+    if removal == "cam2_for_cam3":
         cam3 = q_camids == 3
         if not cam3.any() or not (g_camids == 2).any():
             return None
         removed = np.zeros(order.shape, dtype=bool)
         removed[cam3] = (g_camids == 2)[order[cam3]]
         return removed
-    if rule == "same_id_same_cam":
+    if removal == "same_id_same_cam":
         removed = match & (g_camids[order] == q_camids[:, None])
         return removed if removed.any() else None
     return None
@@ -218,10 +245,14 @@ def _dedup_ranks(codes_sorted: np.ndarray, removed: np.ndarray | None, first_col
     return seen.sum(1) + 1
 
 
-def _metric_protocol(protocol: str) -> tuple[str, str]:
-    if protocol not in METRIC_PROTOCOLS:
-        raise UserError(f"unknown metric protocol {protocol!r}; expected one of {sorted(METRIC_PROTOCOLS)}")
-    return METRIC_PROTOCOLS[protocol]
+def metric_rule(rule: str | MetricRule) -> MetricRule:
+    """A `MetricRule` from itself or a name of `METRIC_RULES`; UserError otherwise."""
+    if isinstance(rule, MetricRule):
+        return rule
+    name = rule
+    if name not in METRIC_RULES:
+        raise UserError(f"unknown metric rule {rule!r}; expected one of {sorted(METRIC_RULES)} or a MetricRule")
+    return METRIC_RULES[name]
 
 
 def _check_inputs(distmat, q_pids, g_pids, q_camids, g_camids) -> tuple[np.ndarray, ...]:

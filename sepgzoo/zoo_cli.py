@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-from sepgzoo.errors import UserError
 
 
 def weights_option(target: str = "checkpoint"):
@@ -24,10 +23,7 @@ def weights_option(target: str = "checkpoint"):
                     raise click.UsageError("give either --checkpoint or --weights, not both")
                 from sepgzoo.hub.zoo import materialise
 
-                try:
-                    folder = materialise(zoo_name)
-                except UserError as err:
-                    raise click.ClickException(str(err)) from None
+                folder = materialise(zoo_name)
                 kwargs[target] = (folder,) if isinstance(given, tuple) else folder
             return command(*args, **kwargs)
 

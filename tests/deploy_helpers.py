@@ -33,10 +33,10 @@ def exported(root: Path) -> Path:
     if ("export", root) not in _CACHE:
         from click.testing import CliRunner
 
-        from sepgzoo.deploy_cli import export
+        from sepgzoo.cli import main
 
         out = root / "export"
-        result = CliRunner().invoke(export, ["--checkpoint", str(tiny_checkpoint(root)), "--output", str(out),
+        result = CliRunner().invoke(main, ["export", "--checkpoint", str(tiny_checkpoint(root)), "--output", str(out),
                                              "--fp16", "--max-batch", str(MAX_BATCH)])
         assert result.exit_code == 0, result.output
         _CACHE[("export", root)] = out

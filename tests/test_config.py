@@ -79,3 +79,10 @@ def test_unknown_recipe_lists_the_available_ones(tmp_path):
 def test_build_recipe_round_trip():
     r = load_recipe("regdb", ["data.trial=4"])
     assert build_recipe(r.to_dict()) == r
+
+
+def test_data_dataset_is_checked_against_the_registry():
+    with pytest.raises(UserError, match=r"data.dataset = 'regbd': unknown data set 'regbd' \(did you mean 'regdb'\?\); "
+                                        r"registered: llcm, regdb, synthetic, sysu"):
+        load_recipe("sysu", ["data.dataset=regbd"])
+    assert load_recipe("sysu", ["data.dataset=SYSU_MM01"]).data.dataset == "sysu"  # aliases become the name

@@ -53,3 +53,12 @@ def test_synth_command(tmp_path):
     result = run("synth", "--layout", "regdb", "--out", tmp_path / "r", "--ids", 6, "--images-per-camera", 2)
     assert result.exit_code == 0 and "wrote regdb layout" in result.output
     assert (tmp_path / "r" / "idx" / "test_thermal_10.txt").is_file()
+
+
+def test_dataset_argument_is_a_registered_name(tmp_path, sysu_root):
+    result = run("stats", "regbd", "--root", tmp_path)
+    assert result.exit_code == 2 and "did you mean 'regdb'" in result.output and "registered: llcm" in result.output
+    result = run("stats", "SYSU_MM01", "--root", sysu_root, "--json")
+    assert result.exit_code == 0 and json.loads(result.output)["dataset"] == "sysu"
+    result = run("check", "synthetic", "--root", sysu_root)
+    assert result.exit_code == 1 and "'synthetic' has no known counts" in result.output

@@ -9,7 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from sepgzoo.data.datasets import INFRARED, VISIBLE, Sample, build_dataset, load_image, normalize_modality
+from sepgzoo.data.datasets import INFRARED, VISIBLE, Sample, list_images, load_image
+from sepgzoo.data.registry import build_dataset, dataset_names, get_dataset
 from sepgzoo.data.sampler import CrossModalitySampler
 from sepgzoo.data.torchdata import CrossModalityDataset, ImageDataset
 from sepgzoo.data.transforms import build_test_transform, build_train_transform
@@ -126,9 +127,23 @@ def test_registry_errors():
         build_dataset("regbd", "/tmp")
     with pytest.raises(UserError, match="unknown option"):
         build_dataset("sysu", "/tmp", trial=3)
-    assert normalize_modality("thermal") == INFRARED and normalize_modality("RGB") == VISIBLE
-    with pytest.raises(UserError):
-        normalize_modality("depth")
+    with pytest.raises(UserError, match="registered: llcm, regdb, synthetic, sysu"):
+        get_dataset("market1501")
+
+
+def test_builtin_datasets_are_registered_with_their_protocols():
+    assert {"sysu", "regdb", "llcm", "synthetic"} <= set(dataset_names())
+    assert get_dataset("SYSU-MM01").name == "sysu" and get_dataset("sysu_mm01").title == "SYSU-MM01"
+    assert set(get_dataset("regdb").protocols) == {"regdb_v2i", "regdb_i2v"}
+    assert get_dataset("regdb").split_option == "trial" and get_dataset("sysu").split_option is None
+    assert not get_dataset("synthetic").needs_root and get_dataset("synthetic").reader is get_dataset("sysu").reader
+
+
+def test_list_images_takes_the_package_image_suffixes(tmp_path):
+    for name in ("b.JPG", "a.png", "c.bmp", "d.webp", "e.tif", "notes.txt", "f.jpeg"):
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in list_images(tmp_path)] == ["a.png", "b.JPG", "c.bmp", "d.webp", "e.tif", "f.jpeg"]
+    assert list_images(tmp_path / "absent") == []
 
 
 def test_sample_is_frozen():

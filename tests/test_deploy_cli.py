@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 import sepgzoo.deploy.tensorrt as trt_module
 from deploy_helpers import MAX_BATCH, export_output, exported, tiny_checkpoint, write_images
-from sepgzoo.deploy_cli import bench_infer, embed, export, search
+from sepgzoo.cli import main
 from sepgzoo.deploy.contract import cosine_rows, read_export_json
 from sepgzoo.deploy.tensorrt import (ENGINE_FORMAT, EngineMismatch, TensorRTEmbedder, check_compatible, sidecar_path, tensorrt_missing,
                               trtexec_command, trtexec_commands)
@@ -33,8 +33,9 @@ def images(tmp_path_factory):
             "query": write_images(root / "q", 2, seed=5, grey=True), "root": root}
 
 
-def invoke(command, args):
-    result = CliRunner().invoke(command, [str(a) for a in args])
+def invoke(command: str, args):
+    """Run `sepgzoo <command> <args>` through the main group, where user errors become one-line messages."""
+    result = CliRunner().invoke(main, [*command.split(), *(str(a) for a in args)])
     return result
 
 
@@ -51,7 +52,7 @@ def test_export_trt_without_tensorrt_prints_trtexec_and_fails(export_dir, monkey
     export_dir = Path(shutil.copytree(export_dir, tmp_path / "export"))  # keep the shared export untouched
     monkeypatch.setattr(sepgzoo.deploy.onnx_export, "export_checkpoint", lambda *a, **k: read_export_json(export_dir))
     monkeypatch.setattr(trt_module, "tensorrt_missing", lambda: "TensorRT is not installed")
-    result = invoke(export, ["--checkpoint", tiny_checkpoint(export_dir.parent), "--output", export_dir, "--trt",
+    result = invoke("export", ["--checkpoint", tiny_checkpoint(export_dir.parent), "--output", export_dir, "--trt",
                              "--fp16", "--max-batch", MAX_BATCH, "--opt-batch", 2])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "TensorRT is not installed" in result.output
@@ -102,11 +103,11 @@ def test_engine_without_tensorrt_names_tensorrt(tmp_path, monkeypatch):
 
 def test_embed_onnx_and_checkpoint_agree(export_dir, images):
     paths = images["gallery"][:3]
-    text = invoke(embed, ["--model", export_dir / "visible.onnx", *paths])
+    text = invoke("embed", ["--model", export_dir / "visible.onnx", *paths])
     assert text.exit_code == 0, text.output
     rows = [line.split("\t") for line in text.output.strip().splitlines()]
     assert [r[0] for r in rows] == [str(p) for p in paths] and all(len(r[1].split()) == D for r in rows)
-    as_json = invoke(embed, ["--checkpoint", export_dir.parent / "run", "--modality", "visible", "--json", *paths])
+    as_json = invoke("embed", ["--checkpoint", export_dir.parent / "run", "--modality", "visible", "--json", *paths])
     assert as_json.exit_code == 0, as_json.output
     record = json.loads(as_json.output)
     assert record["paths"] == [str(p) for p in paths]
@@ -115,11 +116,11 @@ def test_embed_onnx_and_checkpoint_agree(export_dir, images):
 
 
 def test_embed_user_errors_are_one_line(export_dir, images):
-    result = invoke(embed, ["--checkpoint", export_dir.parent / "run", images["gallery"][0]])
+    result = invoke("embed", ["--checkpoint", export_dir.parent / "run", images["gallery"][0]])
     assert result.exit_code == 1 and "--modality is required" in result.output and "Traceback" not in result.output
-    result = invoke(embed, ["--checkpoint", export_dir.parent / "run", "--model", export_dir, images["gallery"][0]])
+    result = invoke("embed", ["--checkpoint", export_dir.parent / "run", "--model", export_dir, images["gallery"][0]])
     assert result.exit_code == 2 and "exactly one of" in result.output
-    result = invoke(embed, ["--model", export_dir / "visible.onnx", "--modality", "ir", images["gallery"][0]])
+    result = invoke("embed", ["--model", export_dir / "visible.onnx", "--modality", "ir", images["gallery"][0]])
     assert result.exit_code == 1 and "embeds visible images, but infrared" in result.output
 
 
@@ -127,7 +128,7 @@ def test_embed_user_errors_are_one_line(export_dir, images):
 def test_search_cross_modality_with_plot(export_dir, images, backend, tmp_path):
     source = ["--model", export_dir] if backend == "onnx" else ["--checkpoint", export_dir.parent / "run"]
     out = tmp_path / "ranking.png"
-    result = invoke(search, [*source, "--gallery", images["root"] / "gallery", "--gallery-modality", "visible",
+    result = invoke("search", [*source, "--gallery", images["root"] / "gallery", "--gallery-modality", "visible",
                              "--query", images["query"][0], "--query", images["query"][1], "--query-modality",
                              "infrared", "--top-k", 3, "--out", out, "--json"])
     assert result.exit_code == 0, result.output
@@ -140,19 +141,19 @@ def test_search_cross_modality_with_plot(export_dir, images, backend, tmp_path):
 
 def test_search_with_one_image(export_dir, tmp_path):
     (one,) = write_images(tmp_path / "g", 1)
-    result = invoke(search, ["--model", export_dir, "--gallery", tmp_path / "g", "--gallery-modality", "visible",
+    result = invoke("search", ["--model", export_dir, "--gallery", tmp_path / "g", "--gallery-modality", "visible",
                              "--query", one, "--query-modality", "visible", "--top-k", 5, "--out", tmp_path / "r.png"])
     assert result.exit_code == 0, result.output
     assert "1.0000" in result.output and (tmp_path / "r.png").is_file()
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = invoke(search, ["--model", export_dir, "--gallery", empty, "--gallery-modality", "visible",
+    result = invoke("search", ["--model", export_dir, "--gallery", empty, "--gallery-modality", "visible",
                              "--query", one, "--query-modality", "visible"])
     assert result.exit_code == 1 and "no images" in result.output
 
 
 def test_bench_infer_torch_smoke():
-    result = invoke(bench_infer, ["--model", "test_sepg", "--batch", 1, "--batch", 2, "--backend", "torch",
+    result = invoke("bench infer", ["--model", "test_sepg", "--batch", 1, "--batch", 2, "--backend", "torch",
                                   "--iters", 1, "--warmup", 0, "--json"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)["results"]

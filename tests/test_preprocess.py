@@ -14,7 +14,7 @@ from deploy_helpers import exported, tiny_checkpoint, write_images
 from sepgzoo.hub.checkpoint import load_model, read_meta
 from sepgzoo.data.datasets import Sample
 from sepgzoo.data.transforms import build_test_transform, build_train_transform, to_unit_range
-from sepgzoo.deploy_cli import embed
+from sepgzoo.cli import main
 from sepgzoo.errors import UserError
 from sepgzoo.evaluate import extract_features
 from sepgzoo.metrics import evaluate, feature_distance
@@ -38,7 +38,7 @@ def _samples(paths, modality):
 
 
 def _embed_json(args):
-    result = CliRunner().invoke(embed, [str(a) for a in args])
+    result = CliRunner().invoke(main, ["embed", *(str(a) for a in args)])
     assert result.exit_code == 0, result.output
     return np.array(json.loads(result.output)["embeddings"], dtype=np.float32)
 
@@ -107,9 +107,9 @@ def test_unit_norm_ranks_exactly_as_the_per_part_normalised_concatenation(photos
     cams_q, cams_g = np.array([3, 3]), np.array([1, 1, 2, 2, 1])
     old = np.sqrt(model.parts)
     for normalize in (True, False):
-        new = evaluate(feature_distance(query, gallery, normalize), pids_q, pids_g, cams_q, cams_g, "regdb")
+        new = evaluate(feature_distance(query, gallery, normalize), pids_q, pids_g, cams_q, cams_g, "standard")
         before = evaluate(feature_distance(query * old, gallery * old, normalize) / old, pids_q, pids_g, cams_q,
-                          cams_g, "regdb")
+                          cams_g, "standard")
         np.testing.assert_allclose(new["cmc"], before["cmc"])
         assert new["mAP"] == pytest.approx(before["mAP"])
 

@@ -9,9 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sepgzoo.data.datasets import INFRARED, VISIBLE, build_dataset
-from sepgzoo.data.protocols import (LLCMProtocol, RegDBProtocol, SYSUProtocol, build_protocol, run_trials,
-                                    valid_query_count)
+from sepgzoo.data.datasets import INFRARED, VISIBLE
+from sepgzoo.data.llcm import LLCMProtocol
+from sepgzoo.data.protocols import build_protocol, run_trials, valid_query_count
+from sepgzoo.data.regdb import RegDBProtocol
+from sepgzoo.data.registry import build_dataset
+from sepgzoo.data.sysu import SYSUProtocol
 from sepgzoo.errors import UserError
 from sepgzoo.metrics import evaluate, feature_distance
 
@@ -67,7 +70,7 @@ def test_sysu_sizes_and_valid_queries(sysu, sysu_root):
         usable = {3: [c for c in cams if c != 2], 6: list(cams)}
         expected_valid = sum(any(has(s.pid, c) for c in usable[s.camid]) for s in sysu.query)
         assert valid_query_count(protocol, 0) == expected_valid
-        assert protocol.options["sampler"] == "agw" and protocol.metric == "sysu"
+        assert protocol.options["sampler"] == "agw" and protocol.metric == "dedup_drop_cam2_for_cam3"
 
 
 def write_rand_perm(sysu_root: Path, path: Path, trials: int = 10) -> None:
@@ -118,6 +121,8 @@ def test_sampler_errors(sysu):
         SYSUProtocol(sysu).trial(10)
     with pytest.raises(UserError, match="needs a 'regdb' dataset"):
         build_protocol("regdb_v2i", sysu)
+    with pytest.raises(UserError, match="unknown protocol 'sysu_al_single' \\(did you mean 'sysu_all_single'"):
+        build_protocol("sysu_al_single", sysu)
 
 
 def test_run_trials_averages_per_trial_evaluations(sysu):
@@ -132,7 +137,8 @@ def test_run_trials_averages_per_trial_evaluations(sysu):
         split = protocol.trial(t)
         q, g = protocol.query_samples(t), protocol.gallery_samples(t)
         per.append(evaluate(feature_distance(qf[split.query_index], gf[split.gallery_index]),
-                            [s.pid for s in q], [s.pid for s in g], [s.camid for s in q], [s.camid for s in g], "sysu"))
+                            [s.pid for s in q], [s.pid for s in g], [s.camid for s in q], [s.camid for s in g],
+                            "dedup_drop_cam2_for_cam3"))
     assert result["R1"] == pytest.approx(np.mean([r["cmc"][0] for r in per]))
     assert result["R10"] == pytest.approx(np.mean([r["cmc"][9] for r in per]))
     assert result["mAP"] == pytest.approx(np.mean([r["mAP"] for r in per]))
@@ -152,7 +158,7 @@ def test_regdb_directions(regdb_root):
     assert v2i.query == ds.test_visible and v2i.gallery == ds.test_infrared
     assert (v2i.query_modality, v2i.gallery_modality) == (VISIBLE, INFRARED)
     assert i2v.query == ds.test_infrared and i2v.query_modality == INFRARED
-    assert v2i.num_trials == 1 and v2i.options["split"] == 2 and v2i.metric == "regdb"
+    assert v2i.num_trials == 1 and v2i.options["split"] == 2 and v2i.metric == "standard"
     assert len(v2i.gallery_samples(0)) == len(ds.test_infrared)
 
 
@@ -166,4 +172,5 @@ def test_llcm_directions_and_deen_switch(llcm_root):
     assert len(deen.query_samples(0)) == len({(s.pid, s.camid) for s in ds.test_samples(INFRARED)})
     true_v2i = LLCMProtocol(ds, "v2i", deen_compatible=False)
     assert true_v2i.query_modality == VISIBLE and len(true_v2i.query_samples(0)) == len(ds.test_samples(VISIBLE))
-    assert true_v2i.options["deen_compatible"] is False and true_v2i.metric == "llcm"
+    assert true_v2i.options["deen_compatible"] is False
+    assert true_v2i.metric == "dedup_drop_same_id_same_cam"

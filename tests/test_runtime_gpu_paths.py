@@ -19,7 +19,7 @@ from onnxruntime.capi import _pybind_state as ort_c
 
 import sepgzoo.deploy.tensorrt as trt_module
 from deploy_helpers import MAX_BATCH, exported, write_images
-from sepgzoo.deploy_cli import bench_infer, embed
+from sepgzoo.cli import main
 from sepgzoo.deploy.contract import EXPORT_JSON, FORMAT, INPUT_NAME, OUTPUT_NAME
 from sepgzoo.deploy.ort_runtime import OnnxEmbedder
 from sepgzoo.hub.hashing import sha256_file
@@ -101,7 +101,7 @@ def test_creation_fallback_is_one_warning_and_no_stdout(export_dir, cuda_fails_t
 def test_embed_json_stays_valid_json_after_a_fallback(export_dir, cuda_fails_to_start, tmp_path):
     (image,) = write_images(tmp_path, 1)
     with pytest.warns(RuntimeWarning, match="not the requested CUDAExecutionProvider"):
-        result = CliRunner().invoke(embed, ["--model", str(export_dir / "visible.onnx"), "--device", "cuda",
+        result = CliRunner().invoke(main, ["embed", "--model", str(export_dir / "visible.onnx"), "--device", "cuda",
                                             "--json", str(image)])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["paths"] == [str(image)]
@@ -216,7 +216,7 @@ def test_bench_infer_rows_say_where_they_ran(monkeypatch):
     monkeypatch.setattr(trt_module, "tensorrt_missing", lambda: None)  # TensorRT rows without a GPU: faked
     monkeypatch.setattr(trt_module, "build_engine", lambda *args, **kwargs: None)
     monkeypatch.setattr(trt_module, "TensorRTEmbedder", FakeTensorRTEmbedder)
-    result = CliRunner().invoke(bench_infer, ["--model", "test_sepg", "--backend", "torch", "--backend",
+    result = CliRunner().invoke(main, ["bench", "infer", "--model", "test_sepg", "--backend", "torch", "--backend",
                                               "onnxruntime", "--backend", "tensorrt", "--device", "cpu", "--json",
                                               "--iters", "1", "--warmup", "0", "--batch", "1"])
     assert result.exit_code == 0, result.output
@@ -233,7 +233,7 @@ def test_bench_infer_cuda_without_cuda_is_one_line(monkeypatch, backend, expecte
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
-    result = CliRunner().invoke(bench_infer, ["--model", "test_sepg", "--backend", backend, "--device", "cuda",
+    result = CliRunner().invoke(main, ["bench", "infer", "--model", "test_sepg", "--backend", backend, "--device", "cuda",
                                               "--json", "--iters", "1", "--warmup", "0", "--batch", "1"])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.startswith("Error: --device cuda:") and expected in result.output

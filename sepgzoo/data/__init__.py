@@ -1,15 +1,23 @@
-"""Data: dataset parsers, evaluation protocols, the cross-modality sampler, transforms and synthetic data."""
+"""Data: the data set registry, one module per data set, protocols, the cross-modality sampler, transforms, synthetic data.
 
-from sepgzoo.data.datasets import (INFRARED, MODALITIES, VISIBLE, LLCM, RegDB, Sample, SYSUMM01, build_dataset,
-                                   load_image, register_dataset)
-from sepgzoo.data.protocols import (PROTOCOLS, LLCMProtocol, Protocol, RegDBProtocol, SYSUProtocol, average_results,
-                                    build_protocol, run_trials)
+Importing this package registers the built-in data sets (sysu, synthetic, regdb, llcm): add a data set's
+module to the imports below (see README, "Adding a dataset").
+"""
+
+from sepgzoo.data.datasets import INFRARED, MODALITIES, VISIBLE, Sample, load_image
+from sepgzoo.data.protocols import (AllPairsProtocol, Protocol, average_results, build_protocol, run_trials,
+                                    with_fixed_options)
+from sepgzoo.data.registry import DatasetSpec, build_dataset, dataset_names, get_dataset, register_dataset
+from sepgzoo.data.sysu import SYSUMM01, SYSUProtocol  # registers "sysu" and "synthetic"
+from sepgzoo.data.regdb import RegDB, RegDBProtocol  # registers "regdb"
+from sepgzoo.data.llcm import LLCM, LLCMProtocol  # registers "llcm"
 from sepgzoo.data.sampler import CrossModalitySampler
 from sepgzoo.data.synthetic import write_synthetic
 from sepgzoo.data.torchdata import CrossModalityDataset, ImageDataset
 from sepgzoo.data.transforms import build_test_transform, build_train_transform
 
-__all__ = ["INFRARED", "MODALITIES", "VISIBLE", "LLCM", "RegDB", "Sample", "SYSUMM01", "build_dataset", "load_image",
-           "register_dataset", "PROTOCOLS", "LLCMProtocol", "Protocol", "RegDBProtocol", "SYSUProtocol",
-           "average_results", "build_protocol", "run_trials", "CrossModalitySampler", "write_synthetic",
-           "CrossModalityDataset", "ImageDataset", "build_test_transform", "build_train_transform"]
+__all__ = ["INFRARED", "MODALITIES", "VISIBLE", "Sample", "load_image", "AllPairsProtocol", "Protocol",
+           "average_results", "build_protocol", "run_trials", "with_fixed_options", "DatasetSpec", "build_dataset",
+           "dataset_names", "get_dataset", "register_dataset", "SYSUMM01", "SYSUProtocol", "RegDB", "RegDBProtocol",
+           "LLCM", "LLCMProtocol", "CrossModalitySampler", "write_synthetic", "CrossModalityDataset", "ImageDataset",
+           "build_test_transform", "build_train_transform"]

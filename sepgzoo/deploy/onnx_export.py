@@ -40,8 +40,11 @@ FORBIDDEN_OPS = {"DFT", "STFT", "If", "Loop", "Scan"}
 STANDARD_DOMAINS = {"", "ai.onnx"}
 
 
-class ExportError(RuntimeError):
-    """The exported graph is wrong: a forbidden op, a wrong opset or signature, or a failed parity check."""
+class ExportError(UserError):
+    """The exported graph is wrong: a forbidden op, a wrong opset or signature, or a failed parity check.
+
+    Reported as a one-line message: nothing is written, and the message says which check failed.
+    """
 
 
 def onnx_filename(modality: str | Modality, fp16: bool = False) -> str:

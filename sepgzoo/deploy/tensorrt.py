@@ -39,6 +39,10 @@ class TensorRTUnavailable(UserError):
     """TensorRT or a CUDA device is missing here; the message names TensorRT and what to run instead."""
 
 
+class EngineBuildError(UserError):
+    """TensorRT could not parse or build a graph, or the engine failed its parity check; nothing is kept."""
+
+
 class EngineMismatch(UserError):
     """An engine was built for another GPU or TensorRT version (engines are not portable)."""
 
@@ -249,7 +253,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, modality: str |
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "\n  ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise RuntimeError(f"TensorRT {trt.__version__} could not parse {onnx_path}:\n  {errors}")
+        raise EngineBuildError(f"TensorRT {trt.__version__} could not parse {onnx_path}:\n  {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
     config.clear_flag(trt.BuilderFlag.TF32)  # TF32 would round SEG's DFT MatMuls (as trtexec --noTF32)
@@ -259,7 +263,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, modality: str |
     config.add_optimization_profile(profile)
     plan = builder.build_serialized_network(network, config)
     if plan is None:  # the builder logs why; fast-reid's exporter crashed later on this None
-        raise RuntimeError(f"TensorRT {trt.__version__} failed to build an engine from {onnx_path} (see the log above)")
+        raise EngineBuildError(f"TensorRT {trt.__version__} failed to build an engine from {onnx_path} (see the log above)")
     engine_path = Path(engine_path)
     with atomic_path(engine_path) as tmp:
         tmp.write_bytes(bytes(plan))
@@ -300,7 +304,7 @@ def build_engines(export_dir: str | Path, fp16: bool = False, max_batch: int | N
                                           max_batch, PARITY_COSINE[precision])
         write_json(sidecar_path(engine_path), sidecar)
         if not sidecar["parity"]["passed"]:
-            raise RuntimeError(f"TensorRT parity failed for {engine_path}: {sidecar['parity']}")
+            raise EngineBuildError(f"TensorRT parity failed for {engine_path}: {sidecar['parity']}")
         engines[modality.value] = {"engine": engine_path.name, **sidecar}
     record.setdefault("tensorrt", {})[precision] = engines
     write_json(export_dir / EXPORT_JSON, record)
