@@ -1,4 +1,4 @@
-"""`sepgzoo data` commands through click's CliRunner on the `data` group."""
+"""`sepgzoo data` commands through click's CliRunner on the main group (where user errors become one line)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import json
 
 from click.testing import CliRunner
 
-from sepgzoo.data.cli import data
+from sepgzoo.cli import main
 
 
 def run(*args: str):
-    return CliRunner().invoke(data, [str(a) for a in args])
+    return CliRunner().invoke(main, ["data", *(str(a) for a in args)])
 
 
 def test_stats_json_sysu(sysu_root):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from functools import wraps
 from pathlib import Path
 
 import click
@@ -32,17 +31,6 @@ class DatasetName(click.ParamType):
 DATASET = DatasetName()
 
 
-def user_errors(func):
-    """Turn `UserError` into a one-line `click.ClickException` (no traceback)."""
-    @wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except UserError as exc:
-            raise click.ClickException(str(exc)) from None
-    return wrapper
-
-
 @click.group()
 def data() -> None:
     """Datasets: write synthetic data, print split statistics, check a copy against the known counts."""
@@ -54,7 +42,6 @@ def data() -> None:
 @click.option("--ids", type=int, default=48, show_default=True, help="number of identities")
 @click.option("--seed", type=int, default=0, show_default=True, help="random seed (output is deterministic)")
 @click.option("--images-per-camera", type=int, default=None, help="images per (identity, camera) [layout default]")
-@user_errors
 def synth(layout: str, out: Path, ids: int, seed: int, images_per_camera: int | None) -> None:
     """Write a small synthetic VI-ReID data set in an official layout."""
     summary = write_synthetic(layout, out, ids=ids, seed=seed, images_per_camera=images_per_camera)
@@ -72,7 +59,6 @@ def synth(layout: str, out: Path, ids: int, seed: int, images_per_camera: int | 
 @click.option("--direction", type=click.Choice(["v2i", "i2v"]), default=None,
               help="RegDB/LLCM retrieval direction [regdb v2i, llcm i2v]")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON object instead of a table")
-@user_errors
 def stats(dataset: DatasetSpec, root: Path, mode: str, shot: str, sampler: str | None, trial: int | None,
           direction: str | None, as_json: bool) -> None:
     """Print the training and test statistics of DATASET (a registered data set) under the chosen protocol settings."""
@@ -110,7 +96,6 @@ def _protocol(spec: DatasetSpec, root: Path, mode: str, shot: str, sampler: str 
 @click.argument("dataset", type=DATASET)
 @click.option("--root", type=click.Path(path_type=Path), required=True, help="dataset root directory")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON list of rows instead of a table")
-@user_errors
 def check(dataset: DatasetSpec, root: Path, as_json: bool) -> None:
     """Compare a copy of DATASET with the counts of the official release; exit 1 naming what differs."""
     name = dataset.name
