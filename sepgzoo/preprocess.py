@@ -5,8 +5,10 @@ the export metadata all call these functions, so the pixels the deployed graph s
 `sepgzoo eval` measured. Torch-free: the runtime imports it on machines without PyTorch.
 
 The contract, step by step (also written into model.json, export.json and the ONNX metadata):
-1. Decode the file with PIL; convert to 3-channel RGB (a single-channel infrared image becomes grey
-   copied to R, G and B; alpha is dropped; EXIF orientation is not applied).
+1. Decode the file with PIL, turn it upright by its EXIF orientation (as phones, viewers and OpenCV's
+   `imread` show it), and convert to 3-channel RGB: a single-channel infrared image becomes grey copied to
+   R, G and B; a 16-bit image keeps its 8 most significant bits; a palette image is expanded; alpha and
+   CMYK are converted by PIL (alpha dropped).
 2. Resize to exactly H x W (no crop, aspect ratio not kept) with PIL `Image.BILINEAR` on the 8-bit
    image: a separable triangle filter on pixel centres whose support widens by the shrink factor
    when shrinking (antialiased), result rounded to uint8.
@@ -24,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from sepgzoo.errors import UserError
 
@@ -33,20 +35,35 @@ _PIL_FILTERS = {"bilinear": Image.Resampling.BILINEAR}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
+#: PIL modes of more than 8 bits per sample (16-bit PNG/TIFF, e.g. raw thermal frames)
+_WIDE_MODES = ("I;16", "I;16B", "I;16L", "I")
+
+
 def decode_rgb(path: str | Path) -> Image.Image:
-    """Decode an image file as 3-channel RGB (grey -> grey x 3, alpha dropped).
+    """Decode an image file as upright 3-channel RGB (step 1 of the contract).
 
     Raises:
-        UserError: the file is missing, not an image, corrupt or truncated; the message names the path.
+        UserError: the file is missing, a directory, empty, not an image, corrupt, truncated or larger than
+            PIL's decompression-bomb limit; the message names the path.
     """
+    if Path(path).is_dir():
+        raise UserError(f"cannot decode image {path}: it is a directory, not an image file")
     try:
         with Image.open(path) as image:
             image.load()
-            return image.convert("RGB")
+            upright = ImageOps.exif_transpose(image)
+            return _to_rgb(upright)
     except FileNotFoundError:
         raise UserError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise UserError(f"cannot decode image {path}: {err} (expected a complete JPEG/PNG/BMP file)") from None
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in _WIDE_MODES:  # PIL would clip 16-bit values to 255 (a white image); keep the top 8 bits
+        wide = np.asarray(image, dtype=np.uint32)
+        image = Image.fromarray((wide >> 8).clip(0, 255).astype(np.uint8), mode="L")
+    return image.convert("RGB")
 
 
 def resize(image: Image.Image, size: Sequence[int]) -> Image.Image:
@@ -77,8 +94,8 @@ def load_inputs(paths: Sequence[str | Path], size: Sequence[int]) -> np.ndarray:
 def contract(size: Sequence[int]) -> dict[str, Any]:
     """The contract as a JSON-able record, for model.json, export.json and the ONNX metadata."""
     return {
-        "decode": "PIL, converted to RGB: grey images copied to 3 channels, alpha dropped, EXIF orientation not "
-                  "applied",
+        "decode": "PIL; EXIF orientation applied; converted to RGB: grey copied to 3 channels, 16-bit samples keep "
+                  "their 8 most significant bits, palettes expanded, alpha dropped",
         "resize": {"filter": RESIZE_FILTER, "implementation": "PIL Image.resize(Image.BILINEAR) on uint8 RGB",
                    "antialias": "support widens by the shrink factor when shrinking",
                    "height": int(size[0]), "width": int(size[1]), "crop": "none", "keep_aspect": False},
