@@ -1,4 +1,4 @@
-"""Time `sepgzoo.metrics.evaluate` against an AGW-style per-query loop at SYSU multi-shot size.
+"""Time `sepgzoo.evaluation.metrics.evaluate` against an AGW-style per-query loop at SYSU multi-shot size.
 
 Usage:
     python benchmarks/bench_metrics.py [--queries 3803] [--gallery 3010] [--repeat 3] [--loop-repeat 1]
@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from sepgzoo.metrics import evaluate
+from sepgzoo.evaluation.metrics import evaluate
 
 
 def per_query_loop(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=20):

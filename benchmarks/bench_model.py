@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from sepgzoo import create_model
 from sepgzoo.bench import median_seconds
-from sepgzoo.seg import SpectralEnhance
+from sepgzoo.models.seg import SpectralEnhance
 
 
 def main() -> None:

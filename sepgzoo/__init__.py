@@ -17,14 +17,15 @@ _LAZY = {
     "create_model": ("sepgzoo.hub.factory", "create_model"),
     "is_model": ("sepgzoo.hub.factory", "is_model"),
     "list_models": ("sepgzoo.hub.factory", "list_models"),
-    "losses": ("sepgzoo.losses", None),
-    "seg": ("sepgzoo.seg", None),
+    "losses": ("sepgzoo.training.losses", None),
+    "seg": ("sepgzoo.models.seg", None),
 }
 
 __all__ = ["Modality", "SEPGNet", "TrainOutput", "create_model", "is_model", "list_models", "losses", "seg"]
 
 if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
-    from sepgzoo import losses, seg
+    from sepgzoo.models import seg
+    from sepgzoo.training import losses
     from sepgzoo.models import SEPGNet, TrainOutput
     from sepgzoo.modality import Modality
     from sepgzoo.hub.factory import create_model, is_model, list_models

@@ -1,13 +1,16 @@
 """`sepgzoo bench train`: images/s, peak memory and the losses' share of a training step; the timing helper."""
 
+import os
 import resource
 import statistics
 import time
 
 import torch
 
+from sepgzoo.build import compile_model, memory_format
+from sepgzoo.config import TrainCfg
 from sepgzoo.engine import forward_loss
-from sepgzoo.losses import LossWeights, sepg_loss
+from sepgzoo.training.losses import LossWeights, sepg_loss
 from sepgzoo.hub.factory import create_model
 
 
@@ -31,41 +34,52 @@ def median_seconds(fn, repeats: int, warmup: int = 1, device: torch.device | Non
 
 
 def bench_training_step(model_name: str, ids: int, images_per_id: int, size: tuple[int, int], steps: int,
-                        device: torch.device, amp: bool = True, classes: int = 395) -> dict:
+                        device: torch.device, amp: bool = True, classes: int = 395, channels_last: bool | None = None,
+                        compile: bool | None = None) -> dict:
     """Time `steps` full training steps (forward, eq. 9 loss, backward, SGD) on random images.
 
-    The loss share is measured on the same outputs in separate timed calls (forward + backward of the
-    losses alone), so it is not hidden inside the asynchronous CUDA stream.
+    The model and images take the trainer's memory format and compilation (`build.memory_format`,
+    `build.compile_model`); `channels_last` / `compile` default to the recipe defaults (`train.*`).
+    The 2 warm-up steps (compilation included) are reported apart. The loss share is measured on the same
+    outputs in separate timed calls (forward + backward of the losses alone), so it is not hidden inside the
+    asynchronous CUDA stream.
     """
-    model = create_model(model_name, num_classes=classes, input_size=size).to(device).train()
+    channels_last = TrainCfg.channels_last if channels_last is None else channels_last
+    compile = TrainCfg.compile if compile is None else compile
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    fmt = memory_format(channels_last)
+    model = create_model(model_name, num_classes=classes, input_size=size).to(device, memory_format=fmt).train()
+    net = compile_model(model, compile)
     use_amp = amp and device.type == "cuda"
     if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
         torch.cuda.reset_peak_memory_stats(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     batch = ids * images_per_id
-    visible, infrared = (torch.rand(batch, 3, *size, device=device) for _ in range(2))
+    visible, infrared = (torch.rand(batch, 3, *size, device=device).contiguous(memory_format=fmt) for _ in range(2))
     labels = torch.arange(ids, device=device).repeat_interleave(images_per_id)
     weights = LossWeights()
 
-    def step() -> None:
-        training_step(model, optimizer, scaler, visible, infrared, labels, weights, use_amp)
+    def step() -> float:
+        _sync(device)
+        start = time.perf_counter()
+        training_step(net, optimizer, scaler, visible, infrared, labels, weights, use_amp)
+        _sync(device)
+        return time.perf_counter() - start
 
-    for _ in range(2):
-        step()
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    _sync(device)
-    step_time = (time.perf_counter() - start) / steps
+    warmup_time = step() + step()
+    times = [step() for _ in range(steps)]
+    step_time = statistics.mean(times)
     loss_time = _loss_time(model, visible, infrared, labels, weights, use_amp, device, steps)
     peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return {"model": model_name, "device": str(device), "device_name": _device_name(device), "amp": use_amp,
             "batch": f"{ids} ids x ({images_per_id} visible + {images_per_id} infrared) = {2 * batch} images",
-            "input_size": list(size), "step_ms": round(1000 * step_time, 1),
+            "input_size": list(size), "channels_last": channels_last, "compile": compile,
+            "threads": torch.get_num_threads(), "load_average_1min": load and round(load, 2),
+            "warmup_s": round(warmup_time, 1), "step_ms": round(1000 * step_time, 1),
+            "step_ms_median": round(1000 * statistics.median(times), 1),
+            "step_ms_each": [round(1000 * t, 1) for t in times],
             "images_per_s": round(2 * batch / step_time, 1), "loss_ms": round(1000 * loss_time, 2),
             "loss_share_percent": round(100 * loss_time / step_time, 2),
             "peak_memory_mib": round(peak, 1),

@@ -49,7 +49,7 @@ def train(recipe_name: str, overrides: tuple[str, ...], output: str | None, resu
         return
     if resume and overrides:
         raise UserError("--resume continues a run with its own recipe; --set cannot be combined with it")
-    from sepgzoo.distributed import is_main_process
+    from sepgzoo.training.distributed import is_main_process
     from sepgzoo.engine import train as run_training
     from sepgzoo.evaluate import format_table
 
@@ -117,7 +117,7 @@ def pretrain(backbone: str, out: str, ids: int, images_per_id: int, epochs: int,
              exclude_ids: int, exclude_seed: int, device: str, force: bool) -> None:
     """Pretrain a backbone offline (an ImageNet stand-in) on synthetic people disjoint from the evaluation set."""
     from sepgzoo.engine import resolve_device
-    from sepgzoo.pretrain import pretrain_backbone, summary_path
+    from sepgzoo.training.pretrain import pretrain_backbone, summary_path
 
     weights = pretrain_backbone(backbone, out, ids=ids, seed=seed, exclude_ids=exclude_ids, exclude_seed=exclude_seed,
                                 epochs=epochs, height=size[0], width=size[1], images_per_id=images_per_id,
@@ -149,7 +149,7 @@ def recipes() -> None:
 @click.option("--output", type=click.Path(file_okay=False), help="Ablation folder (default runs/ablate-<recipe>).")
 def ablate(recipe_name: str, rows: str, seeds: int, overrides: tuple[str, ...], output: str | None) -> None:
     """Train the Table II rows with one budget and several seeds; print mean +- std (resumes finished rows)."""
-    from sepgzoo.ablation import ablate as run_ablation
+    from sepgzoo.training.ablation import ablate as run_ablation
 
     result = run_ablation(recipe_name, [r.strip() for r in rows.split(",") if r.strip()], seeds, list(overrides),
                           output)
@@ -168,7 +168,7 @@ def viz() -> None:
 @click.option("--size", nargs=2, type=int, default=(288, 144), show_default=True, help="Resize to H W first.")
 def viz_seg(image: str, out: str | None, size: tuple[int, int]) -> None:
     """The paper's Fig. 3 view of an image: RGB, grey, phase reconstruction, SEG."""
-    from sepgzoo.viz import seg_view
+    from sepgzoo.evaluation.seg_view import seg_view
 
     click.echo(seg_view(image, out or str(Path(image).with_suffix("")) + "-seg.png", tuple(size)))
 
@@ -178,7 +178,7 @@ def viz_seg(image: str, out: str | None, size: tuple[int, int]) -> None:
 @click.option("--out", type=click.Path(dir_okay=False), help="PNG to write (default RUN/curves.png).")
 def viz_curves(run: str, out: str | None) -> None:
     """A training run's log.csv (RUN is the run folder or the file) as one PNG of training curves."""
-    from sepgzoo.curves import plot_run_curves
+    from sepgzoo.training.curves import plot_run_curves
 
     click.echo(plot_run_curves(run, out))
 
@@ -196,14 +196,19 @@ def bench() -> None:
 @click.option("--steps", default=5, show_default=True, help="Timed steps (after 2 warm-up steps).")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision (CUDA only).")
+@click.option("--channels-last/--no-channels-last", default=None,
+              help="Model and images in channels_last (default: the recipe default, train.channels_last = true).")
+@click.option("--compile/--no-compile", "compile_", default=None,
+              help="torch.compile the model (default: train.compile = false); warm-up then includes compilation.")
 @click.option("--json", "as_json", is_flag=True)
 def bench_train(model: str, ids: int, images_per_id: int, size: tuple[int, int], steps: int, device: str, amp: bool,
-                as_json: bool) -> None:
+                channels_last: bool | None, compile_: bool | None, as_json: bool) -> None:
     """Training-step throughput, peak memory and the losses' share of step time."""
     from sepgzoo.bench import bench_training_step
     from sepgzoo.engine import resolve_device
 
-    result = bench_training_step(model, ids, images_per_id, tuple(size), steps, resolve_device(device), amp)
+    result = bench_training_step(model, ids, images_per_id, tuple(size), steps, resolve_device(device), amp,
+                                 channels_last=channels_last, compile=compile_)
     click.echo(json.dumps(result, indent=2) if as_json else "\n".join(f"{k}: {v}" for k, v in result.items()))
 
 

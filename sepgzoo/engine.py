@@ -11,15 +11,16 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from sepgzoo.atomic import write_text
-from sepgzoo.build import build_model, build_train_loader, num_classes, open_dataset, split_validation
+from sepgzoo.build import (build_model, build_train_loader, compile_model, memory_format, num_classes, open_dataset,
+                           split_validation)
 from sepgzoo.hub.checkpoint import save_model
 from sepgzoo.config import OptimCfg, Recipe, recipe_from_dict
-from sepgzoo.diagnostics import TrunkOutput, classifier_fit, trunk_gradient_norms, uniform_cross_entropy
-from sepgzoo.distributed import DistInfo, barrier, cleanup, init_distributed
+from sepgzoo.training.diagnostics import TrunkOutput, classifier_fit, trunk_gradient_norms, uniform_cross_entropy
+from sepgzoo.training.distributed import DistInfo, barrier, cleanup, init_distributed
 from sepgzoo.errors import UserError
-from sepgzoo.losses import LossWeights, sepg_loss
+from sepgzoo.training.losses import LossWeights, sepg_loss
 from sepgzoo.models.sepg import TrainOutput
-from sepgzoo.runs import (CsvLog, gather_rng_states, load_state, new_run_dir, restore_rng_state, save_state,
+from sepgzoo.training.runs import (CsvLog, gather_rng_states, load_state, new_run_dir, restore_rng_state, save_state,
                           seed_everything)
 
 SYNC_EVERY = 20  # steps between host syncs (finite-loss check, progress bar); a sync every step stalls the GPU queue
@@ -148,8 +149,11 @@ class Trainer:
         self.amp = r.train.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.loader, self.sampler = build_train_loader(r.data, self.train_samples, r.train.seed, self.dist,
-                                                       r.train.iters_per_epoch)
+                                                       r.train.iters_per_epoch, self.device)
         self.weights = loss_weights(r)
+        if r.train.compile and r.train.log_grad_norms:
+            raise UserError("train.compile and train.log_grad_norms cannot be combined: the gradient norms need the "
+                            "trunk output inside the compiled graph; turn one of them off")
         self.trunk_output = TrunkOutput(self.model.trunk) if r.train.log_grad_norms else None
         self.start_epoch = 0
         if self.state is not None:
@@ -161,15 +165,16 @@ class Trainer:
         self.tensorboard = _tensorboard_writer(self.run_dir) if self.dist.is_main else None
 
     def _wrap(self, model: nn.Module) -> nn.Module:
-        if self.device.type == "cuda" and self.recipe.train.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+        """The module the steps call: `model` in the training memory format, under DDP, compiled (train.compile)."""
+        cfg = self.recipe.train
+        model.to(memory_format=memory_format(cfg.channels_last))  # in place: self.model is what is saved
         if not self.dist.enabled:
-            return model
-        if self.recipe.train.sync_bn:
+            return compile_model(model, cfg.compile)
+        if cfg.sync_bn:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         unused = not (self.weights.id_specific and self.weights.id_parts)
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=unused)
+        return compile_model(DistributedDataParallel(model, device_ids=ids, find_unused_parameters=unused), cfg.compile)
 
     def _restore(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -203,8 +208,8 @@ class Trainer:
 
     def train_step(self, visible, infrared, labels_vis, labels_ir) -> dict[str, torch.Tensor]:
         to = dict(device=self.device, non_blocking=True)
-        fmt = torch.channels_last if self.device.type == "cuda" and self.recipe.train.channels_last else None
-        visible, infrared = (x.to(**to, memory_format=fmt or torch.contiguous_format) for x in (visible, infrared))
+        fmt = memory_format(self.recipe.train.channels_last)
+        visible, infrared = (x.to(**to, memory_format=fmt) for x in (visible, infrared))
         labels_vis, labels_ir = labels_vis.to(**to), labels_ir.to(**to)
         out, terms = forward_loss(self.net, visible, infrared, labels_vis, labels_ir, self.weights, self.amp)
         diagnostics = classifier_fit(out, labels_vis, labels_ir)
@@ -323,7 +328,7 @@ def train(recipe: Recipe, output: str | Path | None = None, resume: str | Path |
         if not dist_info.is_main:
             return run_dir
         if trainer.log.rows:
-            from sepgzoo.curves import plot_run_curves
+            from sepgzoo.training.curves import plot_run_curves
 
             plot_run_curves(run_dir)
         if recipe.train.evaluate:

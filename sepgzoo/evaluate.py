@@ -9,40 +9,47 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from sepgzoo.atomic import write_json
-from sepgzoo.build import image_loader, open_dataset
+from sepgzoo.build import channels_last_inside, image_loader, loader_options, open_dataset
 from sepgzoo.hub.checkpoint import load_model, read_meta, update_meta
 from sepgzoo.config import Recipe, recipe_from_dict
 from sepgzoo.data.datasets import INFRARED, VISIBLE, Sample
-from sepgzoo.data.protocols import average_results, build_protocol, run_trials
+from sepgzoo.data.protocols import build_protocol
+from sepgzoo.evaluation.trials import average_results, run_trials
 from sepgzoo.data.registry import get_dataset
 from sepgzoo.data.torchdata import ImageDataset
 from sepgzoo.data.transforms import build_test_transform
 from sepgzoo.errors import UserError
-from sepgzoo.metrics import evaluate, feature_distance
+from sepgzoo.evaluation.metrics import evaluate, feature_distance
 from sepgzoo.models.layers import join_parts
 
 
 @torch.no_grad()
 def extract_features(model: torch.nn.Module, samples: list[Sample], modality: str, batch_size: int = 64,
                      device: torch.device | str = "cpu", flip: bool = False, workers: int = 0,
-                     cached: bool = False) -> np.ndarray:
+                     cached: bool = False, channels_last: bool | None = None) -> np.ndarray:
     """Embeddings [N, D] of `samples`, all through the `modality` stem, in sample order.
 
     Flip test-time augmentation averages each part embedding with that of the mirrored image and
     re-normalises it (the CAJ convention; the SEPG code sums without re-normalising); the result has norm 1
     like every embedding.
+
+    `channels_last` (default: true on a CPU device, where oneDNN ran feature extraction 1.5x faster; on CUDA
+    the model and images are left as they are) runs the model in channels_last for this call only
+    (`build.channels_last_inside`), with the same numbers up to float rounding.
     """
     model.eval()
+    device = torch.device(device)
     dataset = ImageDataset(samples, build_test_transform(model.input_size), image_loader(cached, model.input_size))
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
+    loader = DataLoader(dataset, batch_size=batch_size, **loader_options(device, workers, persistent=False))
     features = []
-    for images, _, _ in tqdm(loader, desc=f"features ({modality})", leave=False, unit="batch"):
-        images = images.to(device)
-        emb = model(images, modality=modality)
-        if flip:
-            both = emb + model(images.flip(-1), modality=modality)
-            emb = join_parts(both.view(len(both), model.parts, -1).transpose(0, 1))
-        features.append(emb.float().cpu().numpy())
+    with channels_last_inside(model, device.type == "cpu" if channels_last is None else channels_last) as fmt:
+        for images, _, _ in tqdm(loader, desc=f"features ({modality})", leave=False, unit="batch"):
+            images = images.to(device, non_blocking=True, memory_format=fmt)
+            emb = model(images, modality=modality)
+            if flip:
+                both = emb + model(images.flip(-1), modality=modality)
+                emb = join_parts(both.view(len(both), model.parts, -1).transpose(0, 1))
+            features.append(emb.float().cpu().numpy())
     return np.concatenate(features) if features else np.zeros((0, model.num_features), np.float32)
 
 
@@ -88,7 +95,7 @@ def evaluate_model(model: torch.nn.Module, recipe: Recipe, device: torch.device 
         results[name] = result
         first = first or (protocol, query, gallery)
     if plots is not None:
-        from sepgzoo import plots as plotting
+        from sepgzoo.evaluation import plots as plotting
 
         protocol, query, gallery = first
         split = protocol.trial(0)

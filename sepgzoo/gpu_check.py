@@ -227,7 +227,7 @@ def check_train_step(cfg: CheckConfig) -> dict[str, Any]:
 
 
 def _log_rows(run_dir: Path) -> list[dict[str, str]]:
-    from sepgzoo.runs import CsvLog
+    from sepgzoo.training.runs import CsvLog
 
     return CsvLog(run_dir / "log.csv").rows
 
@@ -242,7 +242,7 @@ def check_resume(cfg: CheckConfig) -> dict[str, Any]:
     from sepgzoo.hub.checkpoint import read_meta
     from sepgzoo.config import load_recipe, recipe_from_dict
     from sepgzoo.engine import train
-    from sepgzoo.runs import STATE_NAME, load_state, save_state
+    from sepgzoo.training.runs import STATE_NAME, load_state, save_state
 
     overrides = [*cfg.recipe_overrides, "train.device=cpu", "train.epochs=1", "train.evaluate=false"]
     start = time.perf_counter()

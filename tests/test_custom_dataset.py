@@ -81,12 +81,12 @@ def test_a_registered_dataset_trains_and_evaluates_through_the_recipe(sysu_root,
 
 
 def test_the_data_commands_know_a_registered_dataset(sysu_root):
-    from sepgzoo.data.cli import data
+    from sepgzoo.cli import main
 
-    result = CliRunner().invoke(data, ["stats", "tinyvis", "--root", str(sysu_root), "--json"])
+    result = CliRunner().invoke(main, ["data", "stats", "tinyvis", "--root", str(sysu_root), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["protocol"] == "tinyvis_i2v"
-    result = CliRunner().invoke(data, ["check", "tinyvis", "--root", str(sysu_root)])
+    result = CliRunner().invoke(main, ["data", "check", "tinyvis", "--root", str(sysu_root)])
     assert result.exit_code == 1 and "no known counts" in result.output
     assert "known for: llcm, regdb, sysu" in result.output
 

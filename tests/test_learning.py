@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from sepgzoo.config import load_recipe
-from sepgzoo.diagnostics import classifier_fit, trunk_gradient_norms
+from sepgzoo.training.diagnostics import classifier_fit, trunk_gradient_norms
 from sepgzoo.engine import train
-from sepgzoo.losses import LossWeights, sepg_loss
+from sepgzoo.training.losses import LossWeights, sepg_loss
 from sepgzoo.models.layers import CosineClassifier, ModalityBatchNorm1d
 from sepgzoo.hub.factory import create_model
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sepgzoo.losses import LossWeights, cross_centre_loss, paba_loss, sepg_loss
+from sepgzoo.training.losses import LossWeights, cross_centre_loss, paba_loss, sepg_loss
 from sepgzoo.models.sepg import TrainOutput
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from sepgzoo.errors import UserError
-from sepgzoo.metrics import (METRIC_RULES, MetricRule, evaluate, feature_distance, l2_normalize,
+from sepgzoo.data.rules import METRIC_RULES, MetricRule
+from sepgzoo.evaluation.metrics import (evaluate, feature_distance, l2_normalize,
                              stable_argsort)
 
 #: what each named rule does, written out independently: (removal, CMC variant)

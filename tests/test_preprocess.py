@@ -17,7 +17,7 @@ from sepgzoo.data.transforms import build_test_transform, build_train_transform,
 from sepgzoo.cli import main
 from sepgzoo.errors import UserError
 from sepgzoo.evaluate import extract_features
-from sepgzoo.metrics import evaluate, feature_distance
+from sepgzoo.evaluation.metrics import evaluate, feature_distance
 from sepgzoo.preprocess import contract, decode_rgb, load_input
 from sepgzoo.deploy.contract import EXPORT_JSON, PARITY_COSINE, cosine_rows, read_export_json
 from sepgzoo.deploy.runtime import open_model

@@ -8,7 +8,7 @@ import timm
 import torch
 from click.testing import CliRunner
 
-from sepgzoo import pretrain as pretrain_module
+from sepgzoo.training import pretrain as pretrain_module
 from sepgzoo.build import build_model
 from sepgzoo.cli import main
 from sepgzoo.config import load_recipe
@@ -16,7 +16,7 @@ from sepgzoo.data.synthetic import COMBOS, identity_combos, make_identities
 from sepgzoo.errors import UserError
 from sepgzoo.models.sepg import SEPGNet
 from sepgzoo.models.split import create_backbone
-from sepgzoo.pretrain import pretrain_backbone, summary_path
+from sepgzoo.training.pretrain import pretrain_backbone, summary_path
 
 TINY = dict(ids=10, epochs=3, height=32, width=16, images_per_id=8, batch_size=16, pad=2)
 CLI_TINY = ["--ids", "6", "--epochs", "1", "--size", "32", "16", "--images-per-id", "4", "--device", "cpu"]
@@ -61,7 +61,7 @@ def test_pretraining_identities_are_disjoint_from_the_evaluation_set(tiny_run):
 def test_summary_records_the_run_and_the_loss_decreases(tiny_run):
     path, _ = tiny_run
     summary = json.loads(summary_path(path).read_text())
-    assert summary["format"] == "sepgzoo.pretrain" and summary["weights"] == path.name
+    assert summary["format"] == "sepgzoo.training.pretrain" and summary["weights"] == path.name
     assert summary["identities"] == 10 and summary["images"] == 80 and summary["epochs"] == 3
     assert summary["excluded_combos"] == 48 and summary["exclude"] == {"ids": 48, "seed": 0}
     assert 0.0 <= summary["train_accuracy"] <= 1.0 and summary["seconds"] > 0

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from sepgzoo.seg import SpectralEnhance, spectral_enhance
+from sepgzoo.models.seg import SpectralEnhance, spectral_enhance
 
 
 def numpy_seg(x: torch.Tensor) -> np.ndarray:

@@ -11,7 +11,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from sepgzoo import engine, runs
+from sepgzoo import engine
+from sepgzoo.training import runs
 from sepgzoo.hub.checkpoint import load_model, read_meta
 from sepgzoo.cli import main
 from sepgzoo.config import load_recipe

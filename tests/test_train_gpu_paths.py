@@ -15,9 +15,10 @@ import pytest
 import torch
 from test_train import as_args, run_cli, tiny_overrides
 
-from sepgzoo import bench, engine, runs
+from sepgzoo import bench, engine
+from sepgzoo.training import runs
 from sepgzoo.config import load_recipe, recipe_from_dict
-from sepgzoo.distributed import DistInfo
+from sepgzoo.training.distributed import DistInfo
 
 
 def torchrun(tmp_path: Path, script: str, *args: str, timeout: int = 240) -> subprocess.CompletedProcess:
@@ -76,8 +77,8 @@ def test_each_ddp_rank_gets_back_its_own_rng_streams(tmp_path):
         import json, random, sys
         from pathlib import Path
         import numpy as np, torch
-        from sepgzoo import runs
-        from sepgzoo.distributed import barrier, cleanup, init_distributed
+        from sepgzoo.training import runs
+        from sepgzoo.training.distributed import barrier, cleanup, init_distributed
 
         def draws():
             return [*torch.rand(2).tolist(), *np.random.rand(2).tolist(), random.random()]

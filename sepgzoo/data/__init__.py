@@ -5,8 +5,7 @@ module to the imports below (see README, "Adding a dataset").
 """
 
 from sepgzoo.data.datasets import INFRARED, MODALITIES, VISIBLE, Sample, load_image
-from sepgzoo.data.protocols import (AllPairsProtocol, Protocol, average_results, build_protocol, run_trials,
-                                    with_fixed_options)
+from sepgzoo.data.protocols import AllPairsProtocol, Protocol, build_protocol, with_fixed_options
 from sepgzoo.data.registry import DatasetSpec, build_dataset, dataset_names, get_dataset, register_dataset
 from sepgzoo.data.sysu import SYSUMM01, SYSUProtocol  # registers "sysu" and "synthetic"
 from sepgzoo.data.regdb import RegDB, RegDBProtocol  # registers "regdb"
@@ -17,7 +16,7 @@ from sepgzoo.data.torchdata import CrossModalityDataset, ImageDataset
 from sepgzoo.data.transforms import build_test_transform, build_train_transform
 
 __all__ = ["INFRARED", "MODALITIES", "VISIBLE", "Sample", "load_image", "AllPairsProtocol", "Protocol",
-           "average_results", "build_protocol", "run_trials", "with_fixed_options", "DatasetSpec", "build_dataset",
+           "build_protocol", "with_fixed_options", "DatasetSpec", "build_dataset",
            "dataset_names", "get_dataset", "register_dataset", "SYSUMM01", "SYSUProtocol", "RegDB", "RegDBProtocol",
            "LLCM", "LLCMProtocol", "CrossModalitySampler", "write_synthetic", "CrossModalityDataset", "ImageDataset",
            "build_test_transform", "build_train_transform"]

@@ -15,7 +15,7 @@ from sepgzoo.data.protocols import (DISTANCE, Protocol, Trial, agw_walk, check_c
                                     with_fixed_options)
 from sepgzoo.data.registry import DatasetSpec, count_row, register_dataset
 
-#: drop gallery items with the query's identity and camera, identity-deduplicated CMC (`sepgzoo.metrics`)
+#: drop gallery items with the query's identity and camera, identity-deduplicated CMC (`sepgzoo.evaluation.metrics`)
 METRIC = "dedup_drop_same_id_same_cam"
 #: (quantity, expected, verified) of docs/protocols.md section 4.1
 KNOWN_COUNTS = [("train_ids", 713, True)]

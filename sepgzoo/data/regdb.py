@@ -13,7 +13,7 @@ from sepgzoo.data.protocols import DISTANCE, AllPairsProtocol, check_choice, wit
 from sepgzoo.data.registry import DatasetSpec, count_row, register_dataset
 from sepgzoo.errors import UserError
 
-#: nothing removed, standard image-level CMC (`sepgzoo.metrics.METRIC_RULES`)
+#: nothing removed, standard image-level CMC (`sepgzoo.data.rules.METRIC_RULES`)
 METRIC = "standard"
 #: (quantity, expected) per split, docs/protocols.md section 3.2
 KNOWN_COUNTS = [("train_ids", 206), ("test_ids", 206), ("train_visible", 2060), ("train_infrared", 2060),

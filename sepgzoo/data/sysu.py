@@ -17,7 +17,7 @@ from sepgzoo.data.protocols import (DISTANCE, Protocol, Trial, agw_walk, check_c
 from sepgzoo.data.registry import DatasetSpec, count_row, register_dataset
 from sepgzoo.errors import UserError
 
-#: removal of cam-2 gallery items for cam-3 queries, identity-deduplicated CMC (`sepgzoo.metrics.METRIC_RULES`)
+#: removal of cam-2 gallery items for cam-3 queries, identity-deduplicated CMC (`sepgzoo.data.rules.METRIC_RULES`)
 METRIC = "dedup_drop_cam2_for_cam3"
 #: (quantity, expected, verified) of docs/protocols.md section 2.3
 KNOWN_COUNTS = [("train_ids", 395, True), ("train_visible", 22258, False), ("train_infrared", 11909, False),

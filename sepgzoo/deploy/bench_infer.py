@@ -19,7 +19,7 @@ def seg_onnx(size: tuple[int, int], path: Path) -> None:
     import torch
 
     from sepgzoo.data.transforms import to_unit_range
-    from sepgzoo.seg import SpectralEnhance
+    from sepgzoo.models.seg import SpectralEnhance
 
     class SegGraph(torch.nn.Module):
         def __init__(self) -> None:

@@ -30,7 +30,7 @@ from sepgzoo.preprocess import contract
 from sepgzoo.deploy.contract import (EXPORT_JSON, FORMAT, INPUT_NAME, METADATA_PREFIX, OUTPUT_NAME, PARITY_COSINE,
                                      cosine_rows)
 from sepgzoo.hub.hashing import sha256_file
-from sepgzoo.seg import SpectralEnhance
+from sepgzoo.models.seg import SpectralEnhance
 
 DEFAULT_OPSET = 18  # the dynamo exporter's own op library targets 18; TensorRT 10.0 parses 9-20 (docs/deploy.md 3, 8)
 DEFAULT_MAX_BATCH = 32

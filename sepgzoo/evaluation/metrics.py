@@ -6,43 +6,10 @@ normalisation, which ranks exactly like cosine similarity (||a - b||^2 = 2 - 2 c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from sepgzoo.data.rules import MetricRule, metric_rule
 from sepgzoo.errors import UserError
-
-#: gallery removal rules: which gallery items a query is not ranked against
-REMOVALS = {
-    "none": "nothing removed",
-    "same_id_same_cam": "items with the query's identity and camera",
-    "cam2_for_cam3": "every camera-2 item, of any identity, for a camera-3 query",
-}
-#: CMC variants: "standard" (image-level rank of the first true match) or "dedup" (rank among distinct identities)
-CMC_VARIANTS = ("standard", "dedup")
-
-
-@dataclass(frozen=True)
-class MetricRule:
-    """How a ranked list is scored: a removal rule (a key of `REMOVALS`) and a CMC variant (`CMC_VARIANTS`)."""
-
-    removal: str
-    cmc: str
-
-    def __post_init__(self) -> None:
-        if self.removal not in REMOVALS or self.cmc not in CMC_VARIANTS:
-            raise UserError(f"metric rule {self}: expected removal in {sorted(REMOVALS)} "
-                            f"and cmc in {list(CMC_VARIANTS)}")
-
-
-#: metric rules named by what they do. See docs/protocols.md sections 2.7, 3.3, 4.3 and 7.5.
-METRIC_RULES: dict[str, MetricRule] = {
-    "standard": MetricRule("none", "standard"),  # RegDB; held-out validation identities
-    "dedup_drop_same_id_same_cam": MetricRule("same_id_same_cam", "dedup"),  # LLCM
-    "dedup_drop_cam2_for_cam3": MetricRule("cam2_for_cam3", "dedup"),  # SYSU-MM01
-}
-#: the former data-set-named rule names, still accepted from old callers (sysu = the SYSU-MM01 rule, ...)
-
 
 def l2_normalize(features: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     """Scale every row to unit L2 norm.
@@ -84,29 +51,6 @@ def feature_distance(query_features: np.ndarray, gallery_features: np.ndarray, n
     return np.sqrt(np.maximum(sq, 0.0))
 
 
-def keep_mask(rule: str | MetricRule, q_pids: np.ndarray, g_pids: np.ndarray, q_camids: np.ndarray,
-              g_camids: np.ndarray) -> np.ndarray:
-    """Which gallery items each query may be ranked against, after the metric rule's removal.
-
-    Args:
-        rule: a metric rule (a name of `METRIC_RULES` or a `MetricRule`); its removal is "cam2_for_cam3"
-            (a camera-3 query ignores every camera-2 gallery item, of any identity), "same_id_same_cam"
-            (drop items with the query's identity and camera) or "none" (keep everything).
-        q_pids, g_pids, q_camids, g_camids: 1-D identity and camera arrays.
-
-    Returns:
-        bool [Q, G] array, True = kept.
-    """
-    removal = metric_rule(rule).removal
-    shape = (len(q_pids), len(g_pids))
-    if removal == "cam2_for_cam3":
-        return ~((np.asarray(q_camids)[:, None] == 3) & (np.asarray(g_camids)[None, :] == 2))
-    if removal == "same_id_same_cam":
-        same_id = np.asarray(q_pids)[:, None] == np.asarray(g_pids)[None, :]
-        return ~(same_id & (np.asarray(q_camids)[:, None] == np.asarray(g_camids)[None, :]))
-    return np.ones(shape, dtype=bool)
-
-
 def evaluate(distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray, q_camids: np.ndarray,
              g_camids: np.ndarray, rule: str | MetricRule = "dedup_drop_cam2_for_cam3", max_rank: int = 20) -> dict:
     """CMC, mAP and mINP of a query x gallery distance matrix under a metric rule (removal + CMC variant).
@@ -125,7 +69,7 @@ def evaluate(distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray, q_cami
         q_camids: [Q] query cameras.
         g_camids: [G] gallery cameras.
         rule: metric rule: a name of `METRIC_RULES` ("standard", "dedup_drop_same_id_same_cam",
-            "dedup_drop_cam2_for_cam3"; the old names "regdb", "llcm", "sysu" still work) or a `MetricRule`.
+            "dedup_drop_cam2_for_cam3") or a `MetricRule` (both in `sepgzoo.data.rules`).
         max_rank: length of the returned CMC curve.
 
     Returns:
@@ -243,16 +187,6 @@ def _dedup_ranks(codes_sorted: np.ndarray, removed: np.ndarray | None, first_col
     seen = np.zeros((codes_sorted.shape[0], num_ids), dtype=bool)
     seen[rows, codes_sorted[rows, cols]] = True
     return seen.sum(1) + 1
-
-
-def metric_rule(rule: str | MetricRule) -> MetricRule:
-    """A `MetricRule` from itself or a name of `METRIC_RULES`; UserError otherwise."""
-    if isinstance(rule, MetricRule):
-        return rule
-    name = rule
-    if name not in METRIC_RULES:
-        raise UserError(f"unknown metric rule {rule!r}; expected one of {sorted(METRIC_RULES)} or a MetricRule")
-    return METRIC_RULES[name]
 
 
 def _check_inputs(distmat, q_pids, g_pids, q_camids, g_camids) -> tuple[np.ndarray, ...]:

@@ -4,8 +4,8 @@ from pathlib import Path
 
 from sepgzoo.data.datasets import load_image
 from sepgzoo.data.transforms import build_test_transform
-from sepgzoo.plots import seg_figure
-from sepgzoo.seg import greyscale3, phase_reconstruction_fft
+from sepgzoo.evaluation.plots import seg_figure
+from sepgzoo.models.seg import greyscale3, phase_reconstruction_fft
 
 
 def seg_view(image: str | Path, out: str | Path, size: tuple[int, int] = (288, 144)) -> Path:

@@ -66,7 +66,7 @@ def plan(recipe_name: str, rows: list[str], seeds: int, overrides: list[str], ou
 def run_cell(cell: Cell) -> dict[str, Any]:
     """Train (or resume) one cell unless it already finished; returns its metrics.json."""
     from sepgzoo.engine import train
-    from sepgzoo.runs import STATE_NAME
+    from sepgzoo.training.runs import STATE_NAME
 
     metrics = cell.run_dir / "metrics.json"
     if not metrics.is_file():
@@ -116,7 +116,7 @@ def ablate(recipe_name: str, rows: list[str] | None = None, seeds: int = 3, over
     Example:
         >>> ablate("synthetic", rows=["baseline", "se_paba"], seeds=3, overrides=["train.epochs=40"])
     """
-    from sepgzoo.plots import ablation_bars
+    from sepgzoo.evaluation.plots import ablation_bars
 
     output = Path(output or f"runs/ablate-{Path(recipe_name).stem}")
     cells = plan(recipe_name, list(rows or DEFAULT_ROWS), seeds, list(overrides or []), output)

@@ -28,7 +28,7 @@ from sepgzoo.errors import UserError
 from sepgzoo.models.sepg import IMAGENET_MEAN, IMAGENET_STD
 from sepgzoo.models.split import check_family
 
-SUMMARY_FORMAT = "sepgzoo.pretrain"
+SUMMARY_FORMAT = "sepgzoo.training.pretrain"
 VISIBLE_CAMERAS = tuple(number for number, camera in SYSU_CAMERAS.items() if not camera.infrared)
 UNUSED_CLASS_BIAS = -1e4  # bias of classifier rows beyond the pretraining identities: they never win
 

@@ -20,7 +20,7 @@ import torch.distributed as dist
 
 from sepgzoo.atomic import write_text
 from sepgzoo.hub.checkpoint import save_torch
-from sepgzoo.distributed import DistInfo
+from sepgzoo.training.distributed import DistInfo
 from sepgzoo.errors import UserError
 
 STATE_NAME = "last.pt"

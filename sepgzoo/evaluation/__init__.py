@@ -1,0 +1,1 @@
+"""Evaluation: metrics, feature extraction, the protocols of a recipe, reports and figures."""

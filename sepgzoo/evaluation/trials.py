@@ -1,0 +1,68 @@
+"""Scoring a protocol: every trial's CMC, mAP and mINP from the features of its query and gallery pools, and the
+community's averages over trials (or over RegDB's splits)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sepgzoo.data.protocols import Protocol
+from sepgzoo.errors import UserError
+from sepgzoo.evaluation.metrics import evaluate, feature_distance
+
+REPORTED_RANKS = (1, 5, 10, 20)
+
+
+def run_trials(protocol: Protocol, query_features: np.ndarray, gallery_features: np.ndarray,
+               trials: list[int] | None = None, max_rank: int = 20) -> dict:
+    """Evaluate every trial of a protocol and average CMC, mAP and mINP over trials.
+
+    Args:
+        protocol: the protocol.
+        query_features: [len(protocol.query), D] features of the whole query pool, in pool order.
+        gallery_features: [len(protocol.gallery), D] features of the whole gallery pool.
+        trials: trial numbers to run (default: all); e.g. [0] for quick in-training checks.
+        max_rank: CMC length (at least 20 so R20 can be reported).
+
+    Returns:
+        dict with "protocol", "R1", "R5", "R10", "R20", "mAP", "mINP" (fractions, trial means), "cmc" (mean
+        curve as a list), "num_valid_queries" (rounded trial mean), "num_query"/"num_gallery" (trial 0),
+        "trials", "per_trial" and "options" (the protocol's options plus `evaluated_trials`).
+
+    Example:
+        >>> result = run_trials(proto, qf, gf)  # doctest: +SKIP
+        >>> round(100 * result["R1"], 2), result["options"]["sampler"]  # doctest: +SKIP
+    """
+    query_features, gallery_features = np.asarray(query_features), np.asarray(gallery_features)
+    pools = (("query", query_features, protocol.query), ("gallery", gallery_features, protocol.gallery))
+    for what, feats, pool in pools:
+        if feats.ndim != 2 or len(feats) != len(pool):
+            raise UserError(f"{protocol.name}: {what} features have shape {feats.shape}; expected [{len(pool)}, D]")
+    trials = list(range(protocol.num_trials)) if trials is None else [int(t) for t in trials]
+    per_trial = [_one_trial(protocol, t, query_features, gallery_features, max(max_rank, 20)) for t in trials]
+    return average_results(per_trial, protocol.name, {**protocol.options, "evaluated_trials": trials})
+
+
+def _one_trial(protocol: Protocol, t: int, query_features: np.ndarray, gallery_features: np.ndarray,
+               max_rank: int) -> dict:
+    split = protocol.trial(t)
+    query = [protocol.query[i] for i in split.query_index]
+    gallery = [protocol.gallery[i] for i in split.gallery_index]
+    distmat = feature_distance(query_features[split.query_index], gallery_features[split.gallery_index])
+    result = evaluate(distmat, np.array([s.pid for s in query]), np.array([s.pid for s in gallery]),
+                      np.array([s.camid for s in query]), np.array([s.camid for s in gallery]),
+                      rule=protocol.metric, max_rank=max_rank)
+    return {"trial": t, "cmc": result["cmc"].tolist(), "mAP": result["mAP"], "mINP": result["mINP"],
+            "num_valid_queries": result["num_valid_queries"], "num_query": len(query), "num_gallery": len(gallery),
+            **{f"R{k}": float(result["cmc"][k - 1]) for k in REPORTED_RANKS}}
+
+
+def average_results(per_trial: list[dict], name: str, options: dict) -> dict:
+    """Arithmetic mean of per-trial (or, for RegDB, per-split) results: the community's reported figure."""
+    if not per_trial:
+        raise UserError(f"{name}: no trials to average")
+    cmc = np.mean([r["cmc"] for r in per_trial], axis=0)
+    mean = {key: float(np.mean([r[key] for r in per_trial])) for key in ("mAP", "mINP")}
+    return {"protocol": name, **{f"R{k}": float(cmc[k - 1]) for k in REPORTED_RANKS}, **mean,
+            "cmc": cmc.tolist(), "num_valid_queries": int(round(np.mean([r["num_valid_queries"] for r in per_trial]))),
+            "num_query": per_trial[0]["num_query"], "num_gallery": per_trial[0]["num_gallery"],
+            "trials": [r.get("trial") for r in per_trial], "per_trial": per_trial, "options": options}

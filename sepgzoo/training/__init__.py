@@ -1,0 +1,1 @@
+"""Training: the loss, the loop, run folders, distributed set-up, ablations, pretraining, benchmarks."""

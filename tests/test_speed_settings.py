@@ -1,0 +1,145 @@
+"""Speed settings keep the numbers: channels_last (now on CPU too) and train.compile give the same step; the
+loader flags follow the device; feature extraction in channels_last leaves the model as it was."""
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+from test_train import run_cli, tiny_overrides
+
+from sepgzoo import bench, build, engine
+from sepgzoo.config import load_recipe
+from sepgzoo.data.datasets import VISIBLE
+from sepgzoo.training.distributed import DistInfo
+from sepgzoo.errors import UserError
+from sepgzoo.evaluate import extract_features
+
+CL = torch.channels_last
+
+
+def _trainer(sysu_root, tmp_path, *extra: str) -> engine.Trainer:
+    recipe = load_recipe("synthetic", tiny_overrides(sysu_root, epochs=1) + ["train.device=cpu", *extra])
+    torch.manual_seed(0)
+    return engine.Trainer(recipe, tmp_path, DistInfo(), torch.device("cpu"))
+
+
+def _conv_weights(model: torch.nn.Module) -> list[torch.Tensor]:
+    return [p for p in model.parameters() if p.dim() == 4 and p.shape[-1] > 1]  # 1x1 kernels are both formats
+
+
+def _step_and_grads(trainer: engine.Trainer) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(0)
+    visible, infrared = (torch.rand(4, 3, 64, 32, generator=generator) for _ in range(2))
+    labels = torch.tensor([0, 0, 1, 1])
+    terms = trainer.train_step(visible, infrared, labels, labels)
+    grads = {name: p.grad.clone() for name, p in trainer.model.named_parameters() if p.grad is not None}
+    return terms, grads
+
+
+def _assert_same_step(a: engine.Trainer, b: engine.Trainer) -> None:
+    b.model.load_state_dict(a.model.state_dict())  # the very same initial weights, each in its own format
+    terms_a, grads_a = _step_and_grads(a)
+    terms_b, grads_b = _step_and_grads(b)
+    assert set(terms_a) == set(terms_b) and set(grads_a) == set(grads_b) and grads_a
+    for key in terms_a:
+        torch.testing.assert_close(terms_a[key], terms_b[key], rtol=1e-4, atol=1e-6, msg=key)
+    # Float rounding of other summation orders: 1e-4 of each tensor's largest entry, and 1e-6 absolute for
+    # gradients that are zero but for rounding (a bias just before a BatchNorm: ~1e-8 of noise).
+    for name in grads_a:
+        scale = float(grads_b[name].abs().max())
+        torch.testing.assert_close(grads_a[name], grads_b[name], rtol=1e-4, atol=1e-4 * scale + 1e-6, msg=name)
+
+
+# -- channels_last ----------------------------------------------------------------------------------------------
+def test_channels_last_applies_on_cpu_and_follows_the_recipe(sysu_root, tmp_path):
+    on = _trainer(sysu_root, tmp_path / "on")
+    off = _trainer(sysu_root, tmp_path / "off", "train.channels_last=false")
+    assert build.memory_format(True) is CL and build.memory_format(False) is torch.contiguous_format
+    assert all(w.is_contiguous(memory_format=CL) and not w.is_contiguous() for w in _conv_weights(on.model))
+    assert all(w.is_contiguous() for w in _conv_weights(off.model))
+    assert on.net is on.model and off.net is off.model  # train.compile is off by default
+
+
+def test_one_step_gives_the_same_loss_and_gradients_with_and_without_channels_last(sysu_root, tmp_path):
+    _assert_same_step(_trainer(sysu_root, tmp_path / "on"),
+                      _trainer(sysu_root, tmp_path / "off", "train.channels_last=false"))
+
+
+@pytest.mark.slow
+def test_compiled_step_gives_the_same_loss_and_gradients(sysu_root, tmp_path):
+    """train.compile: TorchInductor (a C++ compiler on CPU); the first step compiles (tens of seconds)."""
+    compiled = _trainer(sysu_root, tmp_path / "compiled", "train.compile=true")
+    assert compiled.net is not compiled.model and hasattr(compiled.net, "_orig_mod")
+    _assert_same_step(_trainer(sysu_root, tmp_path / "eager"), compiled)
+
+
+def test_compile_with_gradient_norm_logging_is_refused(sysu_root, tmp_path):
+    with pytest.raises(UserError, match="train.compile and train.log_grad_norms"):
+        _trainer(sysu_root, tmp_path, "train.compile=true", "train.log_grad_norms=true")
+
+
+# -- the benchmark uses the trainer's settings --------------------------------------------------------------------
+def test_bench_train_reports_and_switches_the_memory_format(monkeypatch):
+    formats = []
+    real = build.memory_format
+    monkeypatch.setattr(bench, "memory_format", lambda enabled: formats.append(enabled) or real(enabled))
+    args = ["bench", "train", "--model", "test_sepg", "--ids", "2", "--images-per-id", "2", "--size", "64", "32",
+            "--steps", "2", "--device", "cpu", "--json"]
+    default = json.loads(run_cli(*args, stdout_only=True)[1])
+    off = json.loads(run_cli(*args, "--no-channels-last", stdout_only=True)[1])
+    assert formats == [True, False]  # the recipe default (train.channels_last = true), then the flag
+    assert default["channels_last"] is True and default["compile"] is False and off["channels_last"] is False
+    assert len(default["step_ms_each"]) == 2 and default["step_ms_median"] > 0 and default["warmup_s"] >= 0
+
+
+def test_bench_step_matches_the_trainer_step_in_channels_last(sysu_root, tmp_path):
+    trainer = _trainer(sysu_root, tmp_path)
+    model = copy.deepcopy(trainer.model)  # channels_last, as the trainer made it
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    visible, infrared = torch.rand(4, 3, 64, 32), torch.rand(4, 3, 64, 32)
+    labels = torch.tensor([0, 0, 1, 1])
+    fmt = build.memory_format(trainer.recipe.train.channels_last)
+    bench_loss = bench.training_step(model, optimizer, scaler, visible.contiguous(memory_format=fmt),
+                                     infrared.contiguous(memory_format=fmt), labels, trainer.weights, False)
+    engine_loss = trainer.train_step(visible, infrared, labels, labels)["total"]
+    torch.testing.assert_close(bench_loss, engine_loss, rtol=0, atol=0)
+
+
+# -- data loading --------------------------------------------------------------------------------------------------
+def test_loader_options_pin_memory_only_for_cuda_and_keep_workers():
+    assert build.loader_options("cpu", 0) == {"num_workers": 0, "pin_memory": False}
+    assert build.loader_options(torch.device("cuda", 1), 0) == {"num_workers": 0, "pin_memory": True}
+    assert build.loader_options("cpu", 4) == {"num_workers": 4, "pin_memory": False, "persistent_workers": True,
+                                              "prefetch_factor": build.PREFETCH_BATCHES}
+    assert build.loader_options("cuda", 2, persistent=False)["persistent_workers"] is False
+
+
+def test_train_loader_pins_memory_for_the_training_device_not_for_the_machine(sysu_root, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a CUDA machine training on its CPU
+    recipe = load_recipe("synthetic", tiny_overrides(sysu_root) + ["data.workers=2"])
+    from sepgzoo.build import open_dataset
+
+    train = list(open_dataset(recipe.data).train)
+    cpu_loader, _ = build.build_train_loader(recipe.data, train, 0, DistInfo(), 2, torch.device("cpu"))
+    cuda_loader, _ = build.build_train_loader(recipe.data, train, 0, DistInfo(), 2, torch.device("cuda"))
+    assert not cpu_loader.pin_memory and cuda_loader.pin_memory
+    assert cpu_loader.persistent_workers and cpu_loader.prefetch_factor == build.PREFETCH_BATCHES
+
+
+# -- evaluation ----------------------------------------------------------------------------------------------------
+def test_feature_extraction_in_channels_last_matches_and_restores_the_model(sysu_root, tmp_path):
+    trainer = _trainer(sysu_root, tmp_path, "train.channels_last=false")
+    model = trainer.model
+    samples = [s for s in trainer.train_samples if s.modality == VISIBLE][:5]
+    plain = extract_features(model, samples, VISIBLE, batch_size=2, channels_last=False)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    fast = extract_features(model, samples, VISIBLE, batch_size=2)  # default on CPU: channels_last
+    np.testing.assert_allclose(fast, plain, rtol=1e-4, atol=1e-6)
+    assert all(w.is_contiguous() for w in _conv_weights(model))  # back in its own format
+    assert all(torch.equal(p, before[name]) for name, p in model.named_parameters())
+    model.to(memory_format=CL)  # a channels_last model (a training run's) stays as it is
+    np.testing.assert_allclose(extract_features(model, samples, VISIBLE, batch_size=2), plain, rtol=1e-4, atol=1e-6)
+    assert all(w.is_contiguous(memory_format=CL) and not w.is_contiguous() for w in _conv_weights(model))
