@@ -10,7 +10,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from sepgzoo import create_model
-from sepgzoo.bench import median_seconds
+from sepgzoo.timing import median_seconds
 from sepgzoo.models.seg import SpectralEnhance
 
 

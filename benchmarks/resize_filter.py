@@ -42,13 +42,13 @@ def resize_filter(name: str):
 
 
 def summary(report: dict) -> dict[str, dict[str, float]]:
-    from sepgzoo.evaluate import summarise
+    from sepgzoo.evaluation.report import summarise
 
     return {name: {"R1": v["rank1"], "mAP": v["mAP"]} for name, v in summarise(report["results"]).items()}
 
 
 def zoo(out: Path) -> None:
-    from sepgzoo.evaluate import evaluate_run
+    from sepgzoo.evaluation.evaluate import evaluate_run
     from sepgzoo.hub.zoo import materialise
 
     folder = materialise("sepg_tiny.synthetic")
@@ -62,7 +62,7 @@ def zoo(out: Path) -> None:
 
 def train_seeds(name: str, seeds: int, epochs: int, out: Path) -> None:
     from sepgzoo.config import load_recipe
-    from sepgzoo.engine import train
+    from sepgzoo.training.engine import train
 
     milestones = f"[{round(epochs * 2 / 3)},{round(epochs * 13 / 15)}]"
     for seed in range(seeds):

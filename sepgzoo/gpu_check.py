@@ -4,10 +4,10 @@ Five named checks run in order, each a short function of a `CheckConfig` that re
 (numbers, a one-line `summary`, and optional `parts` that can be skipped with a reason):
 
 1. `train_step`: 20 AMP training steps of sepg_resnet50 at the paper's batch, 8 x (7 + 7) at 288 x 144
-   (`sepgzoo.bench.bench_training_step`): images/s and peak memory.
+   (`sepgzoo.training.bench.bench_training_step`): images/s and peak memory.
 2. `resume`: a small run of the `synthetic` recipe trained for one epoch on CPU, then resumed on the GPU
-   with AMP for a second epoch (`sepgzoo.engine.train`); it must continue at epoch 2 with a finite loss.
-3. `evaluate`: that run evaluated on the GPU (`sepgzoo.evaluate.evaluate_run`): Rank-1 / mAP.
+   with AMP for a second epoch (`sepgzoo.training.engine.train`); it must continue at epoch 2 with a finite loss.
+3. `evaluate`: that run evaluated on the GPU (`sepgzoo.evaluation.evaluate.evaluate_run`): Rank-1 / mAP.
 4. `export`: that run exported with `--fp16` (`export_checkpoint`) and, where TensorRT is installed, its fp16
    engines built (`build_engines`, i.e. `export --fp16 --trt`): the parity numbers of export.json.
 5. `bench_infer`: `sepgzoo bench infer --json` of that run in a subprocess, ONNX Runtime (CUDA) and TensorRT.
@@ -213,7 +213,7 @@ def _device(cfg: CheckConfig):
 # ---------------------------------------------------------------------------------------------------------------
 def check_train_step(cfg: CheckConfig) -> dict[str, Any]:
     """`steps` training steps (AMP on CUDA) at P x (K + K), images/s and peak memory."""
-    from sepgzoo.bench import bench_training_step
+    from sepgzoo.training.bench import bench_training_step
 
     result = bench_training_step(cfg.model, cfg.ids, cfg.images_per_id, tuple(cfg.size), cfg.steps, _device(cfg),
                                  amp=True)
@@ -241,7 +241,7 @@ def check_resume(cfg: CheckConfig) -> dict[str, Any]:
     """
     from sepgzoo.hub.checkpoint import read_meta
     from sepgzoo.config import load_recipe, recipe_from_dict
-    from sepgzoo.engine import train
+    from sepgzoo.training.engine import train
     from sepgzoo.training.runs import STATE_NAME, load_state, save_state
 
     overrides = [*cfg.recipe_overrides, "train.device=cpu", "train.epochs=1", "train.evaluate=false"]
@@ -294,7 +294,8 @@ def check_resume(cfg: CheckConfig) -> dict[str, Any]:
 
 def check_evaluate(cfg: CheckConfig) -> dict[str, Any]:
     """The resumed run evaluated on `cfg.device` with its recipe's protocol."""
-    from sepgzoo.evaluate import evaluate_run, summarise
+    from sepgzoo.evaluation.evaluate import evaluate_run
+    from sepgzoo.evaluation.report import summarise
 
     start = time.perf_counter()
     report = evaluate_run(cfg.run_dir, device=_device(cfg), write=False)

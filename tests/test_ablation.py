@@ -7,7 +7,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from sepgzoo import engine
+from sepgzoo.training import engine
 from sepgzoo.cli import main
 
 

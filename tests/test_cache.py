@@ -11,7 +11,7 @@ from sepgzoo import create_model
 from sepgzoo.data.cache import ResizedImageCache
 from sepgzoo.data.datasets import Sample, load_image
 from sepgzoo.data.transforms import build_test_transform, resize_step
-from sepgzoo.evaluate import extract_features
+from sepgzoo.evaluation.features import extract_features
 
 SIZE = (64, 32)
 

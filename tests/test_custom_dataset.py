@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from sepgzoo import engine
+from sepgzoo.training import engine
 from sepgzoo.cli import main
 from sepgzoo.config import load_recipe
 from sepgzoo.data.datasets import INFRARED, VISIBLE, Sample, check_paired, parse_camera, read_id_line, relabel

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from sepgzoo.config import load_recipe
 from sepgzoo.training.diagnostics import classifier_fit, trunk_gradient_norms
-from sepgzoo.engine import train
+from sepgzoo.training.engine import train
 from sepgzoo.training.losses import LossWeights, sepg_loss
 from sepgzoo.models.layers import CosineClassifier, ModalityBatchNorm1d
 from sepgzoo.hub.factory import create_model

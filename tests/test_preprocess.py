@@ -16,7 +16,7 @@ from sepgzoo.data.datasets import Sample
 from sepgzoo.data.transforms import build_test_transform, build_train_transform, to_unit_range
 from sepgzoo.cli import main
 from sepgzoo.errors import UserError
-from sepgzoo.evaluate import extract_features
+from sepgzoo.evaluation.features import extract_features
 from sepgzoo.evaluation.metrics import evaluate, feature_distance
 from sepgzoo.preprocess import contract, decode_rgb, load_input
 from sepgzoo.deploy.contract import EXPORT_JSON, PARITY_COSINE, cosine_rows, read_export_json

@@ -9,7 +9,7 @@ import torch
 from click.testing import CliRunner
 
 from sepgzoo.training import pretrain as pretrain_module
-from sepgzoo.build import build_model
+from sepgzoo.training.build import build_model
 from sepgzoo.cli import main
 from sepgzoo.config import load_recipe
 from sepgzoo.data.synthetic import COMBOS, identity_combos, make_identities

@@ -9,12 +9,13 @@ import pytest
 import torch
 from test_train import run_cli, tiny_overrides
 
-from sepgzoo import bench, build, engine
+from sepgzoo import performance
+from sepgzoo.training import bench, build, engine
 from sepgzoo.config import load_recipe
 from sepgzoo.data.datasets import VISIBLE
 from sepgzoo.training.distributed import DistInfo
 from sepgzoo.errors import UserError
-from sepgzoo.evaluate import extract_features
+from sepgzoo.evaluation.features import extract_features
 
 CL = torch.channels_last
 
@@ -56,7 +57,7 @@ def _assert_same_step(a: engine.Trainer, b: engine.Trainer) -> None:
 def test_channels_last_applies_on_cpu_and_follows_the_recipe(sysu_root, tmp_path):
     on = _trainer(sysu_root, tmp_path / "on")
     off = _trainer(sysu_root, tmp_path / "off", "train.channels_last=false")
-    assert build.memory_format(True) is CL and build.memory_format(False) is torch.contiguous_format
+    assert performance.memory_format(True) is CL and performance.memory_format(False) is torch.contiguous_format
     assert all(w.is_contiguous(memory_format=CL) and not w.is_contiguous() for w in _conv_weights(on.model))
     assert all(w.is_contiguous() for w in _conv_weights(off.model))
     assert on.net is on.model and off.net is off.model  # train.compile is off by default
@@ -83,7 +84,7 @@ def test_compile_with_gradient_norm_logging_is_refused(sysu_root, tmp_path):
 # -- the benchmark uses the trainer's settings --------------------------------------------------------------------
 def test_bench_train_reports_and_switches_the_memory_format(monkeypatch):
     formats = []
-    real = build.memory_format
+    real = performance.memory_format
     monkeypatch.setattr(bench, "memory_format", lambda enabled: formats.append(enabled) or real(enabled))
     args = ["bench", "train", "--model", "test_sepg", "--ids", "2", "--images-per-id", "2", "--size", "64", "32",
             "--steps", "2", "--device", "cpu", "--json"]
@@ -101,7 +102,7 @@ def test_bench_step_matches_the_trainer_step_in_channels_last(sysu_root, tmp_pat
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     visible, infrared = torch.rand(4, 3, 64, 32), torch.rand(4, 3, 64, 32)
     labels = torch.tensor([0, 0, 1, 1])
-    fmt = build.memory_format(trainer.recipe.train.channels_last)
+    fmt = performance.memory_format(trainer.recipe.train.channels_last)
     bench_loss = bench.training_step(model, optimizer, scaler, visible.contiguous(memory_format=fmt),
                                      infrared.contiguous(memory_format=fmt), labels, trainer.weights, False)
     engine_loss = trainer.train_step(visible, infrared, labels, labels)["total"]
@@ -110,23 +111,23 @@ def test_bench_step_matches_the_trainer_step_in_channels_last(sysu_root, tmp_pat
 
 # -- data loading --------------------------------------------------------------------------------------------------
 def test_loader_options_pin_memory_only_for_cuda_and_keep_workers():
-    assert build.loader_options("cpu", 0) == {"num_workers": 0, "pin_memory": False}
-    assert build.loader_options(torch.device("cuda", 1), 0) == {"num_workers": 0, "pin_memory": True}
-    assert build.loader_options("cpu", 4) == {"num_workers": 4, "pin_memory": False, "persistent_workers": True,
-                                              "prefetch_factor": build.PREFETCH_BATCHES}
-    assert build.loader_options("cuda", 2, persistent=False)["persistent_workers"] is False
+    assert performance.loader_options("cpu", 0) == {"num_workers": 0, "pin_memory": False}
+    assert performance.loader_options(torch.device("cuda", 1), 0) == {"num_workers": 0, "pin_memory": True}
+    assert performance.loader_options("cpu", 4) == {"num_workers": 4, "pin_memory": False, "persistent_workers": True,
+                                              "prefetch_factor": performance.PREFETCH_BATCHES}
+    assert performance.loader_options("cuda", 2, persistent=False)["persistent_workers"] is False
 
 
 def test_train_loader_pins_memory_for_the_training_device_not_for_the_machine(sysu_root, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a CUDA machine training on its CPU
     recipe = load_recipe("synthetic", tiny_overrides(sysu_root) + ["data.workers=2"])
-    from sepgzoo.build import open_dataset
+    from sepgzoo.data.sources import open_dataset
 
     train = list(open_dataset(recipe.data).train)
     cpu_loader, _ = build.build_train_loader(recipe.data, train, 0, DistInfo(), 2, torch.device("cpu"))
     cuda_loader, _ = build.build_train_loader(recipe.data, train, 0, DistInfo(), 2, torch.device("cuda"))
     assert not cpu_loader.pin_memory and cuda_loader.pin_memory
-    assert cpu_loader.persistent_workers and cpu_loader.prefetch_factor == build.PREFETCH_BATCHES
+    assert cpu_loader.persistent_workers and cpu_loader.prefetch_factor == performance.PREFETCH_BATCHES
 
 
 # -- evaluation ----------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from sepgzoo import engine
+from sepgzoo.training import engine
 from sepgzoo.training import runs
 from sepgzoo.hub.checkpoint import load_model, read_meta
 from sepgzoo.cli import main
@@ -264,7 +264,7 @@ def test_eval_averages_one_run_per_regdb_split(trained_run, tmp_path, regdb_root
 
 
 def test_skip_unpaired_reaches_the_reader_from_the_recipe(sysu_root, tmp_path):
-    from sepgzoo.build import open_dataset
+    from sepgzoo.data.sources import open_dataset
     from sepgzoo.errors import UserError
 
     copy = tmp_path / "SYSU-MM01"

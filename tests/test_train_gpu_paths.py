@@ -15,7 +15,7 @@ import pytest
 import torch
 from test_train import as_args, run_cli, tiny_overrides
 
-from sepgzoo import bench, engine
+from sepgzoo.training import bench, engine
 from sepgzoo.training import runs
 from sepgzoo.config import load_recipe, recipe_from_dict
 from sepgzoo.training.distributed import DistInfo
@@ -130,14 +130,14 @@ def test_slow_final_evaluation_on_rank_0_outlasts_the_process_group_timeout(sysu
     run = tmp_path / "ddp"
     proc = torchrun(tmp_path, """
         import sys, time
-        import sepgzoo.evaluate
+        import sepgzoo.evaluation.evaluate
         from sepgzoo.cli import main
 
-        real = sepgzoo.evaluate.evaluate_run
+        real = sepgzoo.evaluation.evaluate.evaluate_run
         def slow_evaluate_run(*args, **kwargs):
             time.sleep(14)
             return real(*args, **kwargs)
-        sepgzoo.evaluate.evaluate_run = slow_evaluate_run
+        sepgzoo.evaluation.evaluate.evaluate_run = slow_evaluate_run
         main(sys.argv[1:])
     """, "train", "--recipe", "synthetic", *as_args(tiny_overrides(sysu_root, epochs=1)), "--set", "train.device=cpu",
         "--set", "train.dist_timeout_s=10", "--output", str(run))

@@ -12,7 +12,7 @@ from sepgzoo.hub.checkpoint import load_model, save_model
 from sepgzoo.cli import main
 from sepgzoo.config import load_recipe
 from sepgzoo.errors import UserError
-from sepgzoo.evaluate import evaluate_run
+from sepgzoo.evaluation.evaluate import evaluate_run
 from sepgzoo.hub.hashing import sha256_file
 from sepgzoo.hub.zoo import load_manifest, load_pretrained, materialise, publish, render_readme, weights_dir
 
@@ -134,7 +134,8 @@ def test_zoo_cli_list_json_and_publish(evaluated_run, tmp_path):
 def test_demo_model_loads_and_its_metrics_match_a_fresh_evaluation():
     """The shipped demo model, re-evaluated on a freshly generated synthetic test split (same ids and seed)."""
     from sepgzoo.config import recipe_from_dict
-    from sepgzoo.evaluate import evaluate_model, summarise
+    from sepgzoo.evaluation.evaluate import evaluate_model
+    from sepgzoo.evaluation.report import summarise
 
     demo = next(e for e in load_manifest().values() if e.dataset == "synthetic")
     assert "synthetic" in demo.notes.lower()

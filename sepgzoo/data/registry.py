@@ -42,7 +42,7 @@ class DatasetSpec:
             set, protocol, trial index) for `sepgzoo data stats` (options it does not use are None or the
             command's defaults); None: the first protocol of `protocols`, trial `trial or 0`.
         needs_root: False for the generated synthetic data set: written on first use to `data.root` or the
-            cache (`sepgzoo.build.synthetic_root`), so the recipe needs no `data.root`.
+            cache (`sepgzoo.data.sources.synthetic_root`), so the recipe needs no `data.root`.
     """
 
     name: str

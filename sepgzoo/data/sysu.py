@@ -225,7 +225,7 @@ def check_counts(root: Path) -> list[dict]:
 register_dataset(DatasetSpec(
     name="sysu", title="SYSU-MM01", reader=SYSUMM01, protocols=PROTOCOLS, settings=settings,
     aliases=("sysu_mm01", "sysu-mm01", "sysumm01"), known_counts=check_counts, stats_protocol=stats_protocol))
-# generated SYSU-layout data (sepgzoo.data.synthetic, written by sepgzoo.build.synthetic_root): read and evaluated
+# generated SYSU-layout data (sepgzoo.data.synthetic, written by sepgzoo.data.sources.synthetic_root): read and evaluated
 # exactly as SYSU-MM01, so its protocols are the "sysu_*" ones
 register_dataset(DatasetSpec(
     name="synthetic", title="synthetic (SYSU-MM01 layout)", reader=SYSUMM01, protocols={}, settings=settings,

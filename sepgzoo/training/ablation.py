@@ -65,7 +65,7 @@ def plan(recipe_name: str, rows: list[str], seeds: int, overrides: list[str], ou
 
 def run_cell(cell: Cell) -> dict[str, Any]:
     """Train (or resume) one cell unless it already finished; returns its metrics.json."""
-    from sepgzoo.engine import train
+    from sepgzoo.training.engine import train
     from sepgzoo.training.runs import STATE_NAME
 
     metrics = cell.run_dir / "metrics.json"

@@ -1,4 +1,4 @@
-"""Deployment commands: `export`, `embed`, `search` and `bench infer` (registered on the main click group)."""
+"""Deployment commands: `export`, `embed`, `search`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import click
 from sepgzoo.errors import UserError
 from sepgzoo.modality import Modality, as_modality
 from sepgzoo.deploy.runtime import list_images, open_model, rank
-from sepgzoo.zoo_cli import weights_option
+from sepgzoo.cli.zoo import weights_option
 
 MODALITY_HELP = "visible or infrared"
 
@@ -185,51 +185,3 @@ def search(checkpoint, model_path, device, batch_size, gallery, gallery_modality
         draw_ranking(results, out)
         if not as_json:
             click.echo(f"wrote {out}")
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# bench infer
-# ---------------------------------------------------------------------------------------------------------------
-@click.command("infer")
-@click.option("--model", "model_name", default="sepg_resnet50", show_default=True,
-              help="Registered model (random weights; speed does not depend on them).")
-@click.option("--checkpoint", type=click.Path(exists=True, path_type=Path), default=None,
-              help="Benchmark a trained checkpoint instead of --model.")
-@click.option("--batch", "batches", type=click.IntRange(min=1), multiple=True, default=(1, 8, 32), show_default=True)
-@click.option("--backend", "backends", type=click.Choice(["torch", "onnxruntime", "tensorrt"]), multiple=True,
-              default=("torch", "onnxruntime", "tensorrt"), show_default=True)
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
-              help="Where torch and ONNX Runtime run (ORT: CPU or CUDA provider); TensorRT always runs on the GPU.")
-@click.option("--iters", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch and ONNX Runtime.")
-@click.option("--json", "as_json", is_flag=True)
-def bench_infer(model_name, checkpoint, batches, backends, device, iters, warmup, threads, as_json) -> None:
-    """Images/s of the visible graph for PyTorch eager, ONNX Runtime and TensorRT, and SEG's share of its time.
-
-    Every row says where it ran (CPU or GPU): torch and ONNX Runtime on --device, TensorRT on the GPU.
-    """
-    from sepgzoo.deploy.bench_infer import bench_inference
-
-    if checkpoint is not None:
-        from sepgzoo.hub.checkpoint import load_model
-
-        model, _ = load_model(checkpoint, "cpu", seg_impl="matmul")
-        model_name = str(checkpoint)
-    else:
-        from sepgzoo.hub.factory import create_model
-
-        model = create_model(model_name, seg_impl="matmul").eval()
-
-    def show(row: dict[str, Any]) -> None:
-        share = "" if row["seg_share"] is None else f"  SEG {100 * row['seg_share']:5.1f}%"
-        click.echo(f"{row['backend']:<12} {row['device']:<3} batch {row['batch']:>3}  {row['images_per_s']:8.1f} img/s  "
-                   f"{row['ms_per_batch']:9.1f} ms{share}")
-
-    summary = bench_inference(model, model_name, batches, backends, device, iters, warmup, threads,
-                              on_row=None if as_json else show)
-    if as_json:
-        click.echo(json.dumps(summary))
-    else:
-        for note in summary["notes"]:
-            click.echo(note)

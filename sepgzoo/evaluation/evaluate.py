@@ -5,75 +5,25 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from sepgzoo.atomic import write_json
-from sepgzoo.build import channels_last_inside, image_loader, loader_options, open_dataset
+from sepgzoo.data.sources import open_dataset
 from sepgzoo.hub.checkpoint import load_model, read_meta, update_meta
 from sepgzoo.config import Recipe, recipe_from_dict
 from sepgzoo.data.datasets import INFRARED, VISIBLE, Sample
 from sepgzoo.data.protocols import build_protocol
 from sepgzoo.evaluation.trials import average_results, run_trials
 from sepgzoo.data.registry import get_dataset
-from sepgzoo.data.torchdata import ImageDataset
-from sepgzoo.data.transforms import build_test_transform
 from sepgzoo.errors import UserError
+from sepgzoo.evaluation.features import FeatureCache, extract_features
+from sepgzoo.evaluation.report import summarise
 from sepgzoo.evaluation.metrics import evaluate, feature_distance
-from sepgzoo.models.layers import join_parts
-
-
-@torch.no_grad()
-def extract_features(model: torch.nn.Module, samples: list[Sample], modality: str, batch_size: int = 64,
-                     device: torch.device | str = "cpu", flip: bool = False, workers: int = 0,
-                     cached: bool = False, channels_last: bool | None = None) -> np.ndarray:
-    """Embeddings [N, D] of `samples`, all through the `modality` stem, in sample order.
-
-    Flip test-time augmentation averages each part embedding with that of the mirrored image and
-    re-normalises it (the CAJ convention; the SEPG code sums without re-normalising); the result has norm 1
-    like every embedding.
-
-    `channels_last` (default: true on a CPU device, where oneDNN ran feature extraction 1.5x faster; on CUDA
-    the model and images are left as they are) runs the model in channels_last for this call only
-    (`build.channels_last_inside`), with the same numbers up to float rounding.
-    """
-    model.eval()
-    device = torch.device(device)
-    dataset = ImageDataset(samples, build_test_transform(model.input_size), image_loader(cached, model.input_size))
-    loader = DataLoader(dataset, batch_size=batch_size, **loader_options(device, workers, persistent=False))
-    features = []
-    with channels_last_inside(model, device.type == "cpu" if channels_last is None else channels_last) as fmt:
-        for images, _, _ in tqdm(loader, desc=f"features ({modality})", leave=False, unit="batch"):
-            images = images.to(device, non_blocking=True, memory_format=fmt)
-            emb = model(images, modality=modality)
-            if flip:
-                both = emb + model(images.flip(-1), modality=modality)
-                emb = join_parts(both.view(len(both), model.parts, -1).transpose(0, 1))
-            features.append(emb.float().cpu().numpy())
-    return np.concatenate(features) if features else np.zeros((0, model.num_features), np.float32)
 
 
 def protocol_settings(recipe: Recipe) -> list[tuple[str, dict[str, Any]]]:
     """(protocol name, options) for every setting the recipe asks for: its data set's `settings(recipe.eval)`
     (SYSU all + indoor, both directions...)."""
     return get_dataset(recipe.data.dataset).settings(recipe.eval)
-
-
-class FeatureCache:
-    """Extracts each (modality, image) once, however many protocols use it."""
-
-    def __init__(self, model, batch_size: int, device, flip: bool, cached: bool = False, workers: int = 0) -> None:
-        self.model, self.batch_size, self.device, self.flip = model, batch_size, device, flip
-        self.cached, self.workers = cached, workers
-        self.rows: dict[tuple[str, str], np.ndarray] = {}
-
-    def __call__(self, samples: list[Sample], modality: str) -> np.ndarray:
-        missing = list(dict.fromkeys(s for s in samples if (modality, s.path) not in self.rows))
-        if missing:
-            feats = extract_features(self.model, missing, modality, self.batch_size, self.device, self.flip,
-                                     workers=self.workers, cached=self.cached)
-            self.rows.update({(modality, s.path): f for s, f in zip(missing, feats)})
-        return np.stack([self.rows[(modality, s.path)] for s in samples])
 
 
 def evaluate_model(model: torch.nn.Module, recipe: Recipe, device: torch.device | str = "cpu",
@@ -177,21 +127,3 @@ def evaluate_runs(paths: list[str | Path] | tuple[str | Path, ...], overrides: l
         results[name] = average_results(per_run, name, options)
     return {**{k: v for k, v in reports[0].items() if k != "results"}, "results": results,
             "runs": [str(p) for p in paths], "selection": ", ".join(sorted({r["selection"] for r in reports}))}
-
-
-def summarise(results: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """Per protocol: Rank-1/5/10/20, mAP, mINP in percent (what tables show)."""
-    keys = {"rank1": "R1", "rank5": "R5", "rank10": "R10", "rank20": "R20", "mAP": "mAP", "mINP": "mINP"}
-    return {name: {out: round(100 * r[key], 2) for out, key in keys.items()} for name, r in results.items()}
-
-
-def format_table(report: dict[str, Any]) -> str:
-    """Plain-text table of a report, one row per protocol setting."""
-    lines = [f"{'protocol':<22}{'R1':>7}{'R5':>7}{'R10':>7}{'R20':>7}{'mAP':>7}{'mINP':>7}  queries  trials"]
-    for name, r in report["results"].items():
-        row = "".join(f"{100 * r[k]:>7.2f}" for k in ("R1", "R5", "R10", "R20", "mAP", "mINP"))
-        lines.append(f"{name:<22}{row}  {r['num_valid_queries']:>7}  {len(r['trials']):>6}")
-    opts = next(iter(report["results"].values()))["options"]
-    lines.append(f"(selection: {report['selection']}; flip TTA: {'on' if report['flip_tta'] else 'off'}; "
-                 f"CMC: {opts.get('cmc')}; distance: {opts.get('distance')})")
-    return "\n".join(lines)

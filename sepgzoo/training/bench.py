@@ -7,30 +7,12 @@ import time
 
 import torch
 
-from sepgzoo.build import compile_model, memory_format
+from sepgzoo.performance import compile_model, memory_format
+from sepgzoo.timing import sync_device
 from sepgzoo.config import TrainCfg
-from sepgzoo.engine import forward_loss
+from sepgzoo.training.engine import forward_loss
 from sepgzoo.training.losses import LossWeights, sepg_loss
 from sepgzoo.hub.factory import create_model
-
-
-def _sync(device: torch.device | None) -> None:
-    if device is not None and device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def median_seconds(fn, repeats: int, warmup: int = 1, device: torch.device | None = None) -> float:
-    """Median wall time of `fn()` over `repeats` calls after `warmup` calls (CUDA work is waited for)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def bench_training_step(model_name: str, ids: int, images_per_id: int, size: tuple[int, int], steps: int,
@@ -61,10 +43,10 @@ def bench_training_step(model_name: str, ids: int, images_per_id: int, size: tup
     weights = LossWeights()
 
     def step() -> float:
-        _sync(device)
+        sync_device(device)
         start = time.perf_counter()
         training_step(net, optimizer, scaler, visible, infrared, labels, weights, use_amp)
-        _sync(device)
+        sync_device(device)
         return time.perf_counter() - start
 
     warmup_time = step() + step()
@@ -105,11 +87,11 @@ def _loss_time(model, visible, infrared, labels, weights, use_amp, device, steps
     leaves = out._replace(global_logits=out.global_logits.float().requires_grad_(),
                           part_logits=out.part_logits.float().requires_grad_(),
                           part_embeddings=out.part_embeddings.float().requires_grad_())
-    _sync(device)
+    sync_device(device)
     start = time.perf_counter()
     for _ in range(steps):
         sepg_loss(leaves, labels, labels, weights)["total"].backward()
-    _sync(device)
+    sync_device(device)
     return (time.perf_counter() - start) / steps
 
 

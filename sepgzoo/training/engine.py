@@ -11,8 +11,9 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from sepgzoo.atomic import write_text
-from sepgzoo.build import (build_model, build_train_loader, compile_model, memory_format, num_classes, open_dataset,
-                           split_validation)
+from sepgzoo.training.build import build_model, build_train_loader, num_classes, split_validation
+from sepgzoo.performance import compile_model, memory_format
+from sepgzoo.data.sources import open_dataset
 from sepgzoo.hub.checkpoint import save_model
 from sepgzoo.config import OptimCfg, Recipe, recipe_from_dict
 from sepgzoo.training.diagnostics import TrunkOutput, classifier_fit, trunk_gradient_norms, uniform_cross_entropy
@@ -265,7 +266,7 @@ class Trainer:
         """Metrics on the held-out training identities (never the test set); empty without data.val_ids."""
         if not self.val_samples:
             return {}
-        from sepgzoo.evaluate import evaluate_validation
+        from sepgzoo.evaluation.evaluate import evaluate_validation
 
         return evaluate_validation(self.model, self.val_samples, self.recipe, self.device)
 
@@ -332,7 +333,7 @@ def train(recipe: Recipe, output: str | Path | None = None, resume: str | Path |
 
             plot_run_curves(run_dir)
         if recipe.train.evaluate:
-            from sepgzoo.evaluate import evaluate_run
+            from sepgzoo.evaluation.evaluate import evaluate_run
 
             evaluate_run(run_dir, device=device)
         return run_dir

@@ -1,0 +1,66 @@
+"""`sepgzoo eval` and the `viz` figures."""
+
+import json
+from pathlib import Path
+
+import click
+
+from sepgzoo.cli.options import SET_HELP
+from sepgzoo.cli.zoo import weights_option
+
+
+@click.command(name="eval")
+@click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(),
+              help="Run folder or its model.safetensors; repeat it to average several runs (the 10 RegDB splits).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON (percent).")
+@click.option("--plots", type=click.Path(file_okay=False), help="Write cmc.png and tsne.png into this folder.")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@weights_option("checkpoints")
+def eval_command(checkpoints: tuple[str, ...], overrides: tuple[str, ...], as_json: bool, plots: str | None,
+                 device: str) -> None:
+    """Evaluate a trained model with its recipe's protocol (10 trials; SYSU all and indoor).
+
+    Several --checkpoint runs (e.g. one RegDB model per split, or several seeds) are each evaluated
+    with their own recipe and the results averaged, as the papers report RegDB.
+    """
+    if not checkpoints:
+        raise click.UsageError("give --checkpoint RUN or --weights NAME.TAG")
+    from sepgzoo.training.engine import resolve_device
+    from sepgzoo.evaluation.evaluate import evaluate_run, evaluate_runs
+    from sepgzoo.evaluation.report import format_table, json_summary
+
+    if len(checkpoints) == 1:
+        report = evaluate_run(checkpoints[0], overrides, device=resolve_device(device), plots=plots)
+    else:
+        report = evaluate_runs(checkpoints, overrides, device=resolve_device(device))
+    if not as_json:
+        click.echo(format_table(report))
+        return
+    click.echo(json.dumps(json_summary(report, default_runs=[str(checkpoints[0])]), indent=2))
+
+
+@click.group()
+def viz() -> None:
+    """Figures."""
+
+
+@viz.command(name="seg")
+@click.argument("image", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), help="PNG to write (default IMAGE-seg.png).")
+@click.option("--size", nargs=2, type=int, default=(288, 144), show_default=True, help="Resize to H W first.")
+def viz_seg(image: str, out: str | None, size: tuple[int, int]) -> None:
+    """The paper's Fig. 3 view of an image: RGB, grey, phase reconstruction, SEG."""
+    from sepgzoo.evaluation.seg_view import seg_view
+
+    click.echo(seg_view(image, out or str(Path(image).with_suffix("")) + "-seg.png", tuple(size)))
+
+
+@viz.command(name="curves")
+@click.argument("run", type=click.Path())
+@click.option("--out", type=click.Path(dir_okay=False), help="PNG to write (default RUN/curves.png).")
+def viz_curves(run: str, out: str | None) -> None:
+    """A training run's log.csv (RUN is the run folder or the file) as one PNG of training curves."""
+    from sepgzoo.training.curves import plot_run_curves
+
+    click.echo(plot_run_curves(run, out))

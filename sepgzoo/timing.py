@@ -1,0 +1,26 @@
+"""Wall-clock timing that waits for CUDA work: the median helper every benchmark uses."""
+
+import statistics
+import time
+
+import torch
+
+
+def sync_device(device: torch.device | None) -> None:
+    """Wait for the device's queued work (CUDA); a no-op elsewhere."""
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_seconds(fn, repeats: int, warmup: int = 1, device: torch.device | None = None) -> float:
+    """Median wall time of `fn()` over `repeats` calls after `warmup` calls (CUDA work is waited for)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        sync_device(device)
+        start = time.perf_counter()
+        fn()
+        sync_device(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
