@@ -148,9 +148,10 @@ def materialise(name: str, directory: Path | None = None) -> Path:
     folder = cache_dir() / "zoo" / f"{name}-{entry.sha256[:12]}"
     meta = {"format": MODEL_FORMAT, "model": entry.model, "model_args": entry.model_args,
             "num_classes": entry.model_args.get("num_classes", 0), "embedding_dim": entry.embedding_dim,
-            "input_size": [entry.input["height"], entry.input["width"]],
-            "preprocess": contract((entry.input["height"], entry.input["width"])), "recipe": entry.recipe_resolved,
-            "epoch": entry.epoch, "selection": entry.selection, "metrics": entry.metrics, "zoo": name,
+            "input_size": [entry.input["height"], entry.input["width"]], "mean": entry.input["mean"],
+            "std": entry.input["std"], "preprocess": contract((entry.input["height"], entry.input["width"])), "recipe": entry.recipe_resolved,
+            "epoch": entry.epoch, "selection": entry.selection, "metrics": entry.metrics, "hardware": entry.hardware,
+            "zoo": name,
             "versions": entry.versions}
     if (folder / WEIGHTS_NAME).is_file() and _read_if_json(folder / META_NAME) == meta:
         return folder
