@@ -11,6 +11,7 @@ import click
 
 from sepgzoo.errors import UserError
 from sepgzoo.modality import Modality, as_modality
+from sepgzoo.preprocess import IMAGE_SUFFIXES
 from sepgzoo.deploy.runtime import list_images, open_model, rank
 from sepgzoo.cli.zoo import weights_option
 
@@ -161,7 +162,7 @@ def search(checkpoint, model_path, device, batch_size, gallery, gallery_modality
     def body():
         gallery_paths = list_images(gallery)
         if not gallery_paths:
-            raise UserError(f"no images ({', '.join(('.jpg', '.png', '.bmp'))}, ...) found under {gallery}")
+            raise UserError(f"no images ({' '.join(IMAGE_SUFFIXES)}) found under {gallery}")
         make = _backends(checkpoint, model_path, device, batch_size)
         gallery_emb = make(gallery_modality).embed_paths(gallery_paths, batch_size)
         query_emb = make(query_modality).embed_paths(list(queries), batch_size)

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from sepgzoo.atomic import atomic_path, write_json
 from sepgzoo.data.synthetic import SYSU_CAMERAS, Identity, identity_combos, make_identities, render
-from sepgzoo.data.transforms import resize_step
+from sepgzoo.data.transforms import resize_step, to_unit_range
 from sepgzoo.errors import UserError
 from sepgzoo.models.sepg import IMAGENET_MEAN, IMAGENET_STD
 from sepgzoo.models.split import check_family
@@ -152,7 +152,7 @@ def normalise(batch: Tensor, device: torch.device) -> Tensor:
     """uint8 images -> float, with the mean/std normalisation SEPG-Net applies to its input."""
     mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
-    return (batch.to(device).float() / 255.0 - mean) / std
+    return (to_unit_range(batch.to(device)) - mean) / std
 
 
 def train_classifier(model: nn.Module, images: Tensor, labels: Tensor, *, epochs: int, batch_size: int, lr: float,
