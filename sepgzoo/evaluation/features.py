@@ -25,7 +25,7 @@ def extract_features(model: torch.nn.Module, samples: list[Sample], modality: st
 
     `channels_last` (default: true on a CPU device, where oneDNN ran feature extraction 1.5x faster; on CUDA
     the model and images are left as they are) runs the model in channels_last for this call only
-    (`build.channels_last_inside`), with the same numbers up to float rounding.
+    (`performance.channels_last_inside`), with the same numbers up to float rounding.
     """
     model.eval()
     device = torch.device(device)

@@ -20,8 +20,8 @@ def bench_training_step(model_name: str, ids: int, images_per_id: int, size: tup
                         compile: bool | None = None) -> dict:
     """Time `steps` full training steps (forward, eq. 9 loss, backward, SGD) on random images.
 
-    The model and images take the trainer's memory format and compilation (`build.memory_format`,
-    `build.compile_model`); `channels_last` / `compile` default to the recipe defaults (`train.*`).
+    The model and images take the trainer's memory format and compilation (`performance.memory_format`,
+    `performance.compile_model`); `channels_last` / `compile` default to the recipe defaults (`train.*`).
     The 2 warm-up steps (compilation included) are reported apart. The loss share is measured on the same
     outputs in separate timed calls (forward + backward of the losses alone), so it is not hidden inside the
     asynchronous CUDA stream.
