@@ -97,3 +97,25 @@ def test_unknown_dataset_names_data_dataset_and_the_registered_ones():
         load_recipe("synthetic", ["data.dataset=tinyvs"])
     with pytest.raises(ValueError, match="already registered"):
         register_dataset(get_dataset("tinyvis"))
+
+
+def test_a_data_set_file_in_the_package_registers_itself_without_touching_any_other_file():
+    """`sepgzoo.data` imports every module in its folder: a new data set module needs no import line elsewhere."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import sepgzoo.data
+
+    folder = Path(sepgzoo.data.__file__).parent
+    plugin = folder / "zz_test_plugin_dataset.py"
+    plugin.write_text("from sepgzoo.data.registry import DatasetSpec, register_dataset\n"
+                      "register_dataset(DatasetSpec(name='zzplugin', title='ZZ', reader=dict, protocols={},\n"
+                      "                             settings=lambda eval_cfg: []))\n")
+    try:
+        script = "import sepgzoo.data\nfrom sepgzoo.data.registry import dataset_names\nprint('zzplugin' in dataset_names())"
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    finally:
+        plugin.unlink()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True"

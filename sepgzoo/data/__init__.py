@@ -1,8 +1,11 @@
 """Data: the data set registry, one module per data set, protocols, the cross-modality sampler, transforms, synthetic data.
 
-Importing this package registers the built-in data sets (sysu, synthetic, regdb, llcm): add a data set's
-module to the imports below (see README, "Adding a dataset").
+Importing this package imports every module in it, so each data set module registers itself: adding a data
+set is adding its file (see README, "Adding a dataset").
 """
+
+import importlib
+import pkgutil
 
 from sepgzoo.data.datasets import INFRARED, MODALITIES, VISIBLE, Sample, load_image
 from sepgzoo.data.protocols import AllPairsProtocol, Protocol, build_protocol, with_fixed_options
@@ -20,3 +23,6 @@ __all__ = ["INFRARED", "MODALITIES", "VISIBLE", "Sample", "load_image", "AllPair
            "dataset_names", "get_dataset", "register_dataset", "SYSUMM01", "SYSUProtocol", "RegDB", "RegDBProtocol",
            "LLCM", "LLCMProtocol", "CrossModalitySampler", "write_synthetic", "CrossModalityDataset", "ImageDataset",
            "build_test_transform", "build_train_transform"]
+
+for _module in pkgutil.iter_modules(__path__):  # a new data set file registers without touching this one
+    importlib.import_module(f"{__name__}.{_module.name}")
