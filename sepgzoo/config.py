@@ -7,6 +7,7 @@ here; each field has a one-line description. Unknown keys are errors with a did-
 import dataclasses
 import difflib
 import importlib.resources
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -113,6 +114,77 @@ class EvalCfg:
 SECTIONS: dict[str, type] = {
     "data": DataCfg, "model": ModelCfg, "loss": LossCfg, "optim": OptimCfg, "train": TrainCfg, "eval": EvalCfg,
 }
+
+
+# -- domains: what each numeric key may be, checked when a recipe is built (before any folder is written) -----------
+def _at_least(bound: float) -> tuple[str, Any]:
+    return f">= {bound}", lambda value: value >= bound
+
+
+def _above(bound: float) -> tuple[str, Any]:
+    return f"> {bound}", lambda value: value > bound
+
+
+_PROBABILITY = ("a probability in [0, 1]", lambda value: 0.0 <= value <= 1.0)
+_FRACTION_BELOW_ONE = ("in [0, 1)", lambda value: 0.0 <= value < 1.0)
+_IMAGE_SIDE = (">= 32 (the backbones downsample by 16 to 32)", lambda value: value >= 32)
+
+DOMAINS: dict[str, tuple[str, Any]] = {
+    "data.trial": _at_least(1), "data.height": _IMAGE_SIDE, "data.width": _IMAGE_SIDE,
+    "data.ids_per_batch": _at_least(1), "data.images_per_id": _at_least(1), "data.workers": _at_least(0),
+    "data.pad": _at_least(0), "data.flip": _PROBABILITY, "data.erasing": _PROBABILITY,
+    "data.synthetic_ids": _at_least(2), "data.val_ids": _at_least(0),
+    "model.parts": _at_least(1), "model.part_dim": _at_least(1), "model.dropout": _FRACTION_BELOW_ONE,
+    "model.classifier_scale": _above(0),
+    "loss.id_specific": _at_least(0), "loss.paba": _at_least(0), "loss.id_parts": _at_least(0),
+    "loss.cross_centre": _at_least(0), "loss.margin": _at_least(0), "loss.label_smoothing": _FRACTION_BELOW_ONE,
+    "optim.lr": _above(0), "optim.backbone_lr_mult": _at_least(0), "optim.momentum": _FRACTION_BELOW_ONE,
+    "optim.weight_decay": _at_least(0), "optim.gamma": _above(0), "optim.warmup_epochs": _at_least(0),
+    "train.epochs": _at_least(1), "train.seed": _at_least(0), "train.iters_per_epoch": _at_least(0),
+    "train.dist_timeout_s": _above(0),
+    "eval.trials": _at_least(1), "eval.batch_size": _at_least(1),
+}
+
+
+def recipe_keys() -> list[dict[str, str]]:
+    """Every recipe key with its default, what it may be (type, choices or domain) and its one-line description."""
+    import inspect
+
+    rows = []
+    for section, cls in SECTIONS.items():
+        comments = dict(re.findall(r"^    (\w+): [^=\n]+=.*?#\s*(.+)$", inspect.getsource(cls), re.M))
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+            rows.append({"key": f"{section}.{f.name}", "default": repr(default),
+                         "allowed": _allowed(f"{section}.{f.name}", hints[f.name]),
+                         "description": comments.get(f.name, "")})
+    return rows
+
+
+def _allowed(key: str, annotation: Any) -> str:
+    if typing.get_origin(annotation) is Literal:
+        return " | ".join(map(str, typing.get_args(annotation)))
+    kind = getattr(annotation, "__name__", str(annotation).replace("typing.", ""))
+    if key == "optim.milestones":
+        return "increasing epochs below train.epochs"
+    return f"{kind} {DOMAINS[key][0]}" if key in DOMAINS else kind
+
+
+def check_domains(recipe: "Recipe") -> None:
+    """UserError naming the recipe key, its value and what is allowed, for the first value out of its domain."""
+    for key, (allowed, ok) in DOMAINS.items():
+        section, name = key.split(".")
+        value = getattr(getattr(recipe, section), name)
+        if not ok(value):
+            raise UserError(f"{key} = {value!r}: expected {allowed}")
+    milestones, epochs = recipe.optim.milestones, recipe.train.epochs
+    if any(b <= a for a, b in zip(milestones, milestones[1:])) or any(not 1 <= m < epochs for m in milestones):
+        raise UserError(f"optim.milestones = {milestones}: expected strictly increasing epochs in 1..{epochs - 1} "
+                        f"(below train.epochs = {epochs})")
+    if recipe.data.val_ids and recipe.data.val_ids >= recipe.data.synthetic_ids and recipe.data.dataset == "synthetic":
+        raise UserError(f"data.val_ids = {recipe.data.val_ids}: expected fewer than data.synthetic_ids = "
+                        f"{recipe.data.synthetic_ids}")
 
 
 @dataclass(frozen=True)
@@ -285,7 +357,9 @@ def build_recipe(data: dict[str, Any], name: str = "custom") -> Recipe:
                 f"sections: {', '.join(SECTIONS)}"
             )
         sections[section] = _build_section(section, SECTIONS[section], values)
-    return Recipe(name=name, **sections)
+    recipe = Recipe(name=name, **sections)
+    check_domains(recipe)
+    return recipe
 
 
 def load_recipe(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:

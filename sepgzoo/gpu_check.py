@@ -244,7 +244,8 @@ def check_resume(cfg: CheckConfig) -> dict[str, Any]:
     from sepgzoo.training.engine import train
     from sepgzoo.training.runs import STATE_NAME, load_state, save_state
 
-    overrides = [*cfg.recipe_overrides, "train.device=cpu", "train.epochs=1", "train.evaluate=false"]
+    overrides = [*cfg.recipe_overrides, "train.device=cpu", "train.epochs=1", "optim.milestones=[]",
+                 "train.evaluate=false"]
     start = time.perf_counter()
     run_dir = train(load_recipe(cfg.recipe, overrides), output=cfg.run_dir)
     cpu_seconds = time.perf_counter() - start

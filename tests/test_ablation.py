@@ -14,7 +14,7 @@ from sepgzoo.cli import main
 def tiny_args(root, output) -> list[str]:
     overrides = [f"data.root={root}", "model.name=test_sepg", "model.parts=4", "model.part_dim=32", "data.height=64",
                  "data.width=32", "data.ids_per_batch=2", "data.images_per_id=2", "data.workers=0", "train.epochs=1",
-                 "train.iters_per_epoch=2", "eval.trials=2", "optim.milestones=[1]"]
+                 "train.iters_per_epoch=2", "eval.trials=2", "optim.milestones=[]"]
     return ["ablate", "--recipe", "synthetic", "--rows", "baseline,se_paba", "--seeds", "2", "--output", str(output),
             *[arg for o in overrides for arg in ("--set", o)]]
 

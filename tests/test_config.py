@@ -86,3 +86,61 @@ def test_data_dataset_is_checked_against_the_registry():
                                         r"registered: llcm, regdb, synthetic, sysu"):
         load_recipe("sysu", ["data.dataset=regbd"])
     assert load_recipe("sysu", ["data.dataset=SYSU_MM01"]).data.dataset == "sysu"  # aliases become the name
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.epochs=-1", "train.epochs = -1: expected >= 1"),
+        ("data.ids_per_batch=0", "data.ids_per_batch = 0: expected >= 1"),
+        ("data.images_per_id=0", "data.images_per_id = 0: expected >= 1"),
+        ("data.flip=1.5", "data.flip = 1.5: expected a probability in [0, 1]"),
+        ("data.erasing=-0.1", "data.erasing = -0.1: expected a probability in [0, 1]"),
+        ("data.height=8", "data.height = 8: expected >= 32"),
+        ("optim.lr=0", "optim.lr = 0.0: expected > 0"),
+        ("model.dropout=1.0", "model.dropout = 1.0: expected in [0, 1)"),
+        ("optim.milestones=[70,30]", "optim.milestones = [70, 30]: expected strictly increasing epochs in 1..119"),
+        ("optim.milestones=[30,120]", "below train.epochs = 120"),
+        ("eval.trials=0", "eval.trials = 0: expected >= 1"),
+    ],
+)
+def test_values_outside_their_domain_name_the_key_and_what_is_allowed(override, message):
+    with pytest.raises(UserError) as info:
+        load_recipe("sysu", [override])
+    assert message in str(info.value)
+
+
+def test_every_domain_names_an_existing_key():
+    from sepgzoo.config import DOMAINS, SECTIONS
+
+    for key in DOMAINS:
+        section, name = key.split(".")
+        assert name in SECTIONS[section].__dataclass_fields__, key
+
+
+def test_a_bad_recipe_or_data_root_writes_no_run_folder(tmp_path):
+    from click.testing import CliRunner
+
+    from sepgzoo.cli import main
+
+    for override, expected in (("train.epochs=-1", "train.epochs = -1"),
+                               (f"data.root={tmp_path / 'nowhere'}", "does not exist")):
+        out = tmp_path / "run"
+        result = CliRunner().invoke(main, ["train", "--recipe", "sysu", "--set", override, "--output", str(out)])
+        assert result.exit_code != 0 and expected in result.output and "Traceback" not in result.output
+        assert not out.exists()
+
+
+def test_recipes_keys_lists_every_key_with_its_default_and_domain():
+    from click.testing import CliRunner
+
+    from sepgzoo.cli import main
+    from sepgzoo.config import SECTIONS
+
+    result = CliRunner().invoke(main, ["recipes", "--keys"])
+    lines = result.output.splitlines()
+    every = [f"{section}.{name}" for section, cls in SECTIONS.items() for name in cls.__dataclass_fields__]
+    assert result.exit_code == 0 and [line.split()[0] for line in lines] == every
+    epochs = next(line for line in lines if line.startswith("train.epochs "))
+    assert "120" in epochs and "int >= 1" in epochs and "training epochs" in epochs
+    assert "cosine | linear" in next(line for line in lines if line.startswith("model.classifier "))

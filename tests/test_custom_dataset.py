@@ -52,7 +52,7 @@ register_dataset(DatasetSpec(name="tinyvis", reader=TinyVIS, protocols={"tinyvis
 def tiny(root: Path) -> list[str]:
     return [f"data.root={root}", "data.dataset=tinyvis", "model.name=test_sepg", "model.parts=4", "model.part_dim=32",
             "data.height=64", "data.width=32", "data.ids_per_batch=2", "data.images_per_id=2", "data.workers=0",
-            "train.epochs=1", "train.iters_per_epoch=2", "optim.milestones=[1]"]
+            "train.epochs=1", "train.iters_per_epoch=2", "optim.milestones=[]"]
 
 
 def run_cli(*args: str) -> tuple[int, str]:

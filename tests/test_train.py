@@ -21,7 +21,8 @@ from sepgzoo.config import load_recipe
 def tiny_overrides(root: Path, epochs: int = 2) -> list[str]:
     return [f"data.root={root}", "model.name=test_sepg", "model.parts=4", "model.part_dim=32", "data.height=64",
             "data.width=32", "data.ids_per_batch=2", "data.images_per_id=2", "data.workers=0",
-            f"train.epochs={epochs}", "train.iters_per_epoch=2", "eval.trials=2", "optim.milestones=[1]"]
+            f"train.epochs={epochs}", "train.iters_per_epoch=2", "eval.trials=2",
+            f"optim.milestones={[1] if epochs > 1 else []}"]  # milestones lie below train.epochs
 
 
 def as_args(overrides: list[str]) -> list[str]:
@@ -186,8 +187,10 @@ def test_regdb_checkpoint_is_refused_on_another_trial(trained_run, tmp_path, reg
 
 
 def test_print_recipe_and_recipes_list():
+    code, out = run_cli("train", "--recipe", "sysu", "--set", "train.epochs=75", "--print-recipe")
+    assert code == 0 and "epochs: 75" in out and "backbone: resnet50" in out
     code, out = run_cli("train", "--recipe", "sysu", "--set", "train.epochs=5", "--print-recipe")
-    assert code == 0 and "epochs: 5" in out and "backbone: resnet50" in out
+    assert code != 0 and "optim.milestones = [30, 70]" in out and "below train.epochs = 5" in out
     code, out = run_cli("recipes")
     assert code == 0 and "sysu_se_cc" in out
 

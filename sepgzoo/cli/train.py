@@ -73,10 +73,15 @@ def pretrain(backbone: str, out: str, ids: int, images_per_id: int, epochs: int,
 
 
 @click.command()
-def recipes() -> None:
-    """List the shipped recipes."""
-    from sepgzoo.config import available_recipes, find_recipe
+@click.option("--keys", is_flag=True, help="List every recipe key with its default, what it may be, and its meaning.")
+def recipes(keys: bool) -> None:
+    """List the shipped recipes (or, with --keys, every recipe key)."""
+    from sepgzoo.config import available_recipes, find_recipe, recipe_keys
 
+    if keys:
+        for row in recipe_keys():
+            click.echo(f"{row['key']:<24} {row['default']:<14} {row['allowed']:<42} {row['description']}")
+        return
     for name in available_recipes():
         first = find_recipe(name).read_text().splitlines()[0].lstrip("# ")
         click.echo(f"{name:<16} {first}")

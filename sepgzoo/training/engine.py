@@ -18,6 +18,7 @@ from sepgzoo.hub.checkpoint import save_model
 from sepgzoo.config import OptimCfg, Recipe, recipe_from_dict
 from sepgzoo.training.diagnostics import TrunkOutput, classifier_fit, trunk_gradient_norms, uniform_cross_entropy
 from sepgzoo.training.distributed import DistInfo, barrier, cleanup, init_distributed
+from sepgzoo.data.sources import dataset_root
 from sepgzoo.errors import UserError
 from sepgzoo.training.losses import LossWeights, sepg_loss
 from sepgzoo.models.sepg import TrainOutput
@@ -305,8 +306,7 @@ def train(recipe: Recipe, output: str | Path | None = None, resume: str | Path |
         run_dir, state = load_state(resume)
         recipe = recipe_from_dict(state["recipe"])
     device = resolve_device(recipe.train.device)
-    if recipe.train.dist_timeout_s <= 0:
-        raise UserError(f"train.dist_timeout_s = {recipe.train.dist_timeout_s}: expected a positive number of seconds")
+    dataset_root(recipe.data)  # a wrong data.root is refused before any run folder is written
     dist_info = init_distributed(device.type, recipe.train.dist_timeout_s)
     try:
         if device.type == "cuda":
