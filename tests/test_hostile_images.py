@@ -110,3 +110,25 @@ def test_embed_names_the_bad_file_in_one_line(tmp_path, gradient):
                                        str(good), str(bad)])
     lines = result.output.strip().splitlines()
     assert result.exit_code != 0 and len(lines) == 1 and str(bad) in lines[0] and "Traceback" not in result.output
+
+
+def test_a_corrupt_image_in_a_loader_worker_is_reported_as_its_own_one_line_message(tmp_path, gradient):
+    """DataLoader workers re-raise with their traceback inside the message; the user sees the original line."""
+    from torch.utils.data import DataLoader
+
+    from sepgzoo.data.datasets import Sample
+    from sepgzoo.data.torchdata import ImageDataset
+    from sepgzoo.data.transforms import build_test_transform
+    from sepgzoo.errors import user_message
+
+    good, bad = tmp_path / "good.jpg", tmp_path / "bad.jpg"
+    good.write_bytes(_jpeg_bytes(gradient))
+    bad.write_bytes(_jpeg_bytes(gradient)[:200])
+    dataset = ImageDataset([Sample(str(good), 0, 1, "visible"), Sample(str(bad), 0, 1, "visible")],
+                           build_test_transform(SIZE))
+    with pytest.raises(UserError) as info:
+        list(DataLoader(dataset, batch_size=1, num_workers=1))
+    assert "Traceback" in str(info.value)  # what torch hands over
+    message = user_message(info.value)
+    assert message.startswith(f"cannot decode image {bad}") and "\n" not in message
+    assert user_message(UserError("plain\ntwo lines")) == "plain\ntwo lines"  # other messages are left alone

@@ -15,7 +15,7 @@ from sepgzoo.cli.doctor import doctor
 from sepgzoo.cli.evaluate import eval_command, viz
 from sepgzoo.cli.train import ablate, pretrain, recipes, train
 from sepgzoo.cli.zoo import zoo
-from sepgzoo.errors import UserError
+from sepgzoo.errors import UserError, user_message
 
 
 class Group(click.Group):
@@ -25,7 +25,7 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except UserError as err:
-            raise click.ClickException(str(err)) from None
+            raise click.ClickException(user_message(err)) from None
 
 
 @click.group(cls=Group)
