@@ -73,7 +73,18 @@ def read_id_line(path: Path) -> list[int]:
         raise UserError(f"{path}: {exc}; expected one line of comma-separated integer ids") from None
     if not ids:
         raise UserError(f"{path} is empty; expected one line of comma-separated integer ids")
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    if repeated:
+        raise UserError(f"{path} lists identities {repeated} more than once; expected each id once")
     return ids
+
+
+def check_no_leak(train_ids: list[int], test_ids: list[int], train_where: str, test_where: str) -> None:
+    """Refuse identities listed for training and for testing alike: the results would test on training people."""
+    leaked = sorted(set(train_ids) & set(test_ids))
+    if leaked:
+        raise UserError(f"identities {leaked[:10]}{' ...' if len(leaked) > 10 else ''} are listed in {train_where} "
+                        f"and in {test_where}: a test identity must never be trained on; fix the lists")
 
 
 def read_label_list(root: Path, list_file: Path) -> list[tuple[Path, int]]:

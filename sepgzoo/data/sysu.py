@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sepgzoo.data.datasets import (INFRARED, VISIBLE, Sample, check_paired, list_images, read_id_line, relabel,
-                                   require_dir)
+from sepgzoo.data.datasets import (INFRARED, VISIBLE, Sample, check_no_leak, check_paired, list_images, read_id_line,
+                                   relabel, require_dir)
 from sepgzoo.data.protocols import (DISTANCE, Protocol, Trial, agw_walk, check_choice, group_by_id_and_camera,
                                     valid_query_count, with_fixed_options)
 from sepgzoo.data.registry import DatasetSpec, count_row, register_dataset
@@ -50,6 +50,8 @@ class SYSUMM01:
         self.train_ids = read_id_line(exp / "train_id.txt")
         self.val_ids = read_id_line(exp / "val_id.txt")
         self.test_ids = sorted(read_id_line(exp / "test_id.txt"))
+        check_no_leak(self.train_ids + self.val_ids, self.test_ids, f"{exp / 'train_id.txt'} / val_id.txt",
+                      str(exp / "test_id.txt"))
         for cam in self.VISIBLE_CAMS + self.INFRARED_CAMS:
             require_dir(self.root / f"cam{cam}", "SYSU-MM01 camera folder")
         train = self._collect(sorted(set(self.train_ids) | set(self.val_ids)))
