@@ -1,6 +1,7 @@
 """Atomic file writes (a temporary file beside the target, flushed, then renamed over it) and the JSON reader."""
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -9,6 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from sepgzoo.errors import UserError
+
+#: errors of the file system rather than of the program: a full, read-only or missing place to write
+WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR,
+                errno.EEXIST}
 
 
 @contextlib.contextmanager
@@ -22,18 +27,25 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         ...     torch.save(state, tmp)
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        tmp = Path(name)
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
+    except OSError as err:
+        if err.errno not in WRITE_ERRORS:
+            raise
+        kept = "the previous file is intact" if path.is_file() else "nothing was written"
+        raise UserError(f"cannot write {path}: {err.strerror} ({kept})") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
 
 
 def _umask() -> int:

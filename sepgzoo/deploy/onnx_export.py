@@ -12,6 +12,7 @@ import contextlib
 import copy
 import io
 import json
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -431,26 +432,60 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, fp16: bool = F
     with set_layer_config(exportable=True):  # timm's export-safe layer variants, where a backbone has any
         model, meta = load_model(checkpoint, "cpu", seg_impl="matmul")
     output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
+    check_export_target(output)
     source = {"checkpoint": str(Path(checkpoint)), "weights_sha256": sha256_file(weights),
               "model_args": meta.get("model_args", {}), "versions": onnx_versions()}
     if meta.get("recipe") is not None:
         source["recipe"] = meta["recipe"]
     files: dict[str, dict[str, str]] = {}
     parity: dict[str, dict[str, Any]] = {}
-    for modality in Modality:
-        for half in (False, True) if fp16 else (False,):
-            name = onnx_filename(modality, half)
-            result = to_onnx(model, modality, output / name, opset=opset, max_batch=max_batch, fp16=half,
-                             metadata=source)
-            precision = "fp16" if half else "fp32"
-            files.setdefault(modality.value, {})[precision] = name
-            parity.setdefault(modality.value, {})[precision] = result.parity
-    record = model_metadata(model, None, opset=opset, max_batch=max_batch, **source)
-    record.update(files=files, parity=parity,
-                  sha256={name: sha256_file(output / name) for per in files.values() for name in per.values()})
-    write_json(output / EXPORT_JSON, record)
+    with staging_folder(output) as staging:  # the previous export stays whole until the new one is complete
+        for modality in Modality:
+            for half in (False, True) if fp16 else (False,):
+                name = onnx_filename(modality, half)
+                result = to_onnx(model, modality, staging / name, opset=opset, max_batch=max_batch, fp16=half,
+                                 metadata=source)
+                precision = "fp16" if half else "fp32"
+                files.setdefault(modality.value, {})[precision] = name
+                parity.setdefault(modality.value, {})[precision] = result.parity
+        record = model_metadata(model, None, opset=opset, max_batch=max_batch, **source)
+        record.update(files=files, parity=parity,
+                      sha256={name: sha256_file(staging / name) for per in files.values() for name in per.values()})
+        write_json(staging / EXPORT_JSON, record)
     return record
+
+
+def check_export_target(output: Path) -> None:
+    """An export replaces an earlier export folder, never a file or a folder of anything else (a run folder)."""
+    if output.exists() and not output.is_dir():
+        raise UserError(f"export output {output} is a file; expected a folder (choose another --output)")
+    if output.is_dir() and any(output.iterdir()) and not (output / EXPORT_JSON).is_file():
+        raise UserError(f"export output {output} is a folder that holds no {EXPORT_JSON}; an export replaces only "
+                        "an earlier export folder (choose another --output)")
+
+
+@contextlib.contextmanager
+def staging_folder(output: Path):
+    """Yield an empty folder beside `output`; on success it replaces `output` (an earlier export is swapped out and
+    removed), on failure it is removed and `output` is left as it was."""
+    import shutil
+    import tempfile
+
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.staging."))
+    except OSError as err:
+        raise UserError(f"cannot write the export next to {output}: {err.strerror}") from None
+    try:
+        yield staging
+        previous = output.with_name(f".{output.name}.previous")
+        shutil.rmtree(previous, ignore_errors=True)  # left by an interrupted earlier swap
+        if output.exists():
+            os.replace(output, previous)
+        os.replace(staging, output)
+        shutil.rmtree(previous, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 __all__ = ["EXPORT_JSON", "EmbeddingGraph", "ExportError", "OnnxExport", "check_parity", "export_checkpoint",

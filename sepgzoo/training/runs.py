@@ -32,11 +32,16 @@ READABLE_FORMATS = ("sepgzoo-train-state/1", STATE_FORMAT)
 def new_run_dir(recipe_name: str, output: str | Path | None) -> Path:
     """`--output DIR`, or runs/<recipe>-<timestamp>; an existing non-empty folder is never overwritten."""
     path = Path(output) if output else Path("runs") / f"{recipe_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if path.exists() and not path.is_dir():
+        raise UserError(f"output {path} is a file; expected a folder for the run (choose another --output)")
     if path.exists() and any(path.iterdir()):
         raise UserError(
             f"output folder {path} is not empty; choose another --output or continue it with --resume {path}"
         )
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create the run folder {path}: {err.strerror}; choose another --output") from None
     return path
 
 
