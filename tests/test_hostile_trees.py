@@ -64,5 +64,5 @@ def test_regdb_idx_lines_with_a_missing_label_or_an_extra_column_are_refused_wit
     lines = idx.read_text().splitlines()
     lines[2] = line
     idx.write_text("\n".join(lines) + "\n")
-    with pytest.raises(UserError, match=rf"train_visible_1.txt:3: .*expected '<relative path> <integer label>'"):
+    with pytest.raises(UserError, match=r"train_visible_1.txt:3: .*expected '<relative path> <integer label>'"):
         build_dataset("regdb", root, trial=1)
