@@ -12,15 +12,17 @@ def sync_device(device: torch.device | None) -> None:
         torch.cuda.synchronize(device)
 
 
+def timed(fn, device: torch.device | None = None) -> float:
+    """Wall time of one `fn()` call, queued device work before and after it included."""
+    sync_device(device)
+    start = time.perf_counter()
+    fn()
+    sync_device(device)
+    return time.perf_counter() - start
+
+
 def median_seconds(fn, repeats: int, warmup: int = 1, device: torch.device | None = None) -> float:
     """Median wall time of `fn()` over `repeats` calls after `warmup` calls (CUDA work is waited for)."""
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeats):
-        sync_device(device)
-        start = time.perf_counter()
-        fn()
-        sync_device(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(timed(fn, device) for _ in range(repeats))

@@ -1,4 +1,4 @@
-"""`sepgzoo bench train`: images/s, peak memory and the losses' share of a training step; the timing helper."""
+"""`sepgzoo bench train`: images/s, peak memory and the losses' share of a training step."""
 
 import os
 import resource
@@ -8,7 +8,7 @@ import time
 import torch
 
 from sepgzoo.performance import compile_model, memory_format
-from sepgzoo.timing import sync_device
+from sepgzoo.timing import sync_device, timed
 from sepgzoo.config import TrainCfg
 from sepgzoo.training.engine import forward_loss
 from sepgzoo.training.losses import LossWeights, sepg_loss
@@ -42,15 +42,11 @@ def bench_training_step(model_name: str, ids: int, images_per_id: int, size: tup
     labels = torch.arange(ids, device=device).repeat_interleave(images_per_id)
     weights = LossWeights()
 
-    def step() -> float:
-        sync_device(device)
-        start = time.perf_counter()
+    def step() -> None:
         training_step(net, optimizer, scaler, visible, infrared, labels, weights, use_amp)
-        sync_device(device)
-        return time.perf_counter() - start
 
-    warmup_time = step() + step()
-    times = [step() for _ in range(steps)]
+    warmup_time = timed(step, device) + timed(step, device)
+    times = [timed(step, device) for _ in range(steps)]
     step_time = statistics.mean(times)
     loss_time = _loss_time(model, visible, infrared, labels, weights, use_amp, device, steps)
     peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
