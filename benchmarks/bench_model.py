@@ -10,8 +10,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from sepgzoo import create_model
-from sepgzoo.timing import median_seconds
 from sepgzoo.models.seg import SpectralEnhance
+from sepgzoo.timing import median_seconds
 
 
 def main() -> None:

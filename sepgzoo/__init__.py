@@ -24,11 +24,10 @@ _LAZY = {
 __all__ = ["Modality", "SEPGNet", "TrainOutput", "create_model", "is_model", "list_models", "losses", "seg"]
 
 if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
-    from sepgzoo.models import seg
-    from sepgzoo.training import losses
-    from sepgzoo.models import SEPGNet, TrainOutput
-    from sepgzoo.modality import Modality
     from sepgzoo.hub.factory import create_model, is_model, list_models
+    from sepgzoo.modality import Modality
+    from sepgzoo.models import SEPGNet, TrainOutput, seg
+    from sepgzoo.training import losses
 
 
 def __getattr__(name: str):

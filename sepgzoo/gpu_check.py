@@ -239,8 +239,8 @@ def check_resume(cfg: CheckConfig) -> dict[str, Any]:
     state's recipe is extended to 2 epochs with `train.device: auto` (as a run started on a CPU machine with the
     default device holds it), then `train(resume=...)` continues it here, as `sepgzoo train --resume` does.
     """
-    from sepgzoo.hub.checkpoint import read_meta
     from sepgzoo.config import load_recipe, recipe_from_dict
+    from sepgzoo.hub.checkpoint import read_meta
     from sepgzoo.training.engine import train
     from sepgzoo.training.runs import STATE_NAME, load_state, save_state
 

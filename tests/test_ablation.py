@@ -7,8 +7,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from sepgzoo.training import engine
 from sepgzoo.cli import main
+from sepgzoo.training import engine
 
 
 def tiny_args(root, output) -> list[str]:

@@ -2,11 +2,11 @@
 and at subpackage level, and every subpackage shipped in the wheel."""
 
 import ast
-import tomllib
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "sepgzoo"

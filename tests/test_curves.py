@@ -7,11 +7,11 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from sepgzoo.evaluation import plots
 from sepgzoo.cli import main
-from sepgzoo.training.curves import plot_run_curves, read_log
 from sepgzoo.errors import UserError
+from sepgzoo.evaluation import plots
 from sepgzoo.evaluation.plots import numeric_series, training_curves
+from sepgzoo.training.curves import plot_run_curves, read_log
 from sepgzoo.training.runs import CsvLog
 
 LN_CLASSES = round(math.log(10), 4)

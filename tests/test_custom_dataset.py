@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from sepgzoo.training import engine
 from sepgzoo.cli import main
 from sepgzoo.config import load_recipe
 from sepgzoo.data.datasets import INFRARED, VISIBLE, Sample, check_paired, parse_camera, read_id_line, relabel
@@ -17,6 +16,7 @@ from sepgzoo.data.protocols import AllPairsProtocol
 from sepgzoo.data.registry import DatasetSpec, get_dataset, register_dataset
 from sepgzoo.errors import UserError
 from sepgzoo.hub.checkpoint import read_meta
+from sepgzoo.training import engine
 
 
 # -- the data set "file": a 15-line reader of any cam<N>/<PPPP>/*.jpg tree (cams 3 and 6 infrared) --------------------

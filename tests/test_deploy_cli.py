@@ -8,13 +8,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from deploy_helpers import MAX_BATCH, export_output, exported, tiny_checkpoint, write_images
 
 import sepgzoo.deploy.tensorrt as trt_module
-from deploy_helpers import MAX_BATCH, export_output, exported, tiny_checkpoint, write_images
 from sepgzoo.cli import main
 from sepgzoo.deploy.contract import cosine_rows, read_export_json
-from sepgzoo.deploy.tensorrt import (ENGINE_FORMAT, EngineMismatch, TensorRTEmbedder, check_compatible, sidecar_path, tensorrt_missing,
-                              trtexec_command, trtexec_commands)
+from sepgzoo.deploy.tensorrt import (
+    ENGINE_FORMAT,
+    EngineMismatch,
+    TensorRTEmbedder,
+    check_compatible,
+    sidecar_path,
+    tensorrt_missing,
+    trtexec_command,
+    trtexec_commands,
+)
 
 D = 384
 TRT_MISSING = tensorrt_missing()

@@ -5,12 +5,18 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from deploy_helpers import MAX_BATCH, exported
 from onnx import TensorProto, helper
 
-from deploy_helpers import MAX_BATCH, exported
-from sepgzoo.deploy.onnx_export import (EmbeddingGraph, ExportError, check_parity, graph_problems, to_onnx,
-                            torch_reference)
 from sepgzoo.deploy.contract import decode_metadata, read_export_json
+from sepgzoo.deploy.onnx_export import (
+    EmbeddingGraph,
+    ExportError,
+    check_parity,
+    graph_problems,
+    to_onnx,
+    torch_reference,
+)
 
 H, W, D = 64, 32, 384  # test_sepg: 64 x 32 input, 6 parts x 64
 FILES = ["visible.onnx", "infrared.onnx", "visible_fp16.onnx", "infrared_fp16.onnx"]

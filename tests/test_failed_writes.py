@@ -9,8 +9,8 @@ import tempfile
 import pytest
 import torch
 from click.testing import CliRunner
-
 from deploy_helpers import exported, tiny_checkpoint
+
 from sepgzoo.cli import main
 from sepgzoo.deploy.contract import read_export_json
 from sepgzoo.deploy.runtime import open_model

@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 
 from sepgzoo.config import load_recipe
+from sepgzoo.hub.factory import create_model
+from sepgzoo.models.layers import CosineClassifier, ModalityBatchNorm1d
 from sepgzoo.training.diagnostics import classifier_fit, trunk_gradient_norms
 from sepgzoo.training.engine import train
 from sepgzoo.training.losses import LossWeights, sepg_loss
-from sepgzoo.models.layers import CosineClassifier, ModalityBatchNorm1d
-from sepgzoo.hub.factory import create_model
 
 SIZE = (64, 32)
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sepgzoo.training.losses import LossWeights, cross_centre_loss, paba_loss, sepg_loss
 from sepgzoo.models.sepg import TrainOutput
+from sepgzoo.training.losses import LossWeights, cross_centre_loss, paba_loss, sepg_loss
 
 
 def loop_paba(parts_a, parts_b, labels_a, labels_b, margin):

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sepgzoo.errors import UserError
 from sepgzoo.data.rules import METRIC_RULES, MetricRule
-from sepgzoo.evaluation.metrics import (evaluate, feature_distance, l2_normalize,
-                             stable_argsort)
+from sepgzoo.errors import UserError
+from sepgzoo.evaluation.metrics import evaluate, feature_distance, l2_normalize, stable_argsort
 
 #: what each named rule does, written out independently: (removal, CMC variant)
 RULES = {"standard": ("none", "standard"), "dedup_drop_same_id_same_cam": ("same_id_same_cam", "dedup"),

@@ -8,9 +8,9 @@ from torch import nn
 
 import sepgzoo
 from sepgzoo.errors import UserError
-from sepgzoo.models.sepg import SEPGNet, stripe_pool
 from sepgzoo.hub.factory import create_model, list_models
 from sepgzoo.models.seg import spectral_enhance
+from sepgzoo.models.sepg import SEPGNet, stripe_pool
 
 SIZE = (64, 32)
 

@@ -8,19 +8,19 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from deploy_helpers import exported, tiny_checkpoint, write_images
 from PIL import Image
 
-from deploy_helpers import exported, tiny_checkpoint, write_images
-from sepgzoo.hub.checkpoint import load_model, read_meta
+from sepgzoo.cli import main
 from sepgzoo.data.datasets import Sample
 from sepgzoo.data.transforms import build_test_transform, build_train_transform, to_unit_range
-from sepgzoo.cli import main
+from sepgzoo.deploy.contract import EXPORT_JSON, PARITY_COSINE, cosine_rows, read_export_json
+from sepgzoo.deploy.runtime import open_model
 from sepgzoo.errors import UserError
 from sepgzoo.evaluation.features import extract_features
 from sepgzoo.evaluation.metrics import evaluate, feature_distance
+from sepgzoo.hub.checkpoint import load_model, read_meta
 from sepgzoo.preprocess import contract, decode_rgb, load_input
-from sepgzoo.deploy.contract import EXPORT_JSON, PARITY_COSINE, cosine_rows, read_export_json
-from sepgzoo.deploy.runtime import open_model
 
 H, W = 64, 32
 

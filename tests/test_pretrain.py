@@ -8,14 +8,14 @@ import timm
 import torch
 from click.testing import CliRunner
 
-from sepgzoo.training import pretrain as pretrain_module
-from sepgzoo.training.build import build_model
 from sepgzoo.cli import main
 from sepgzoo.config import load_recipe
 from sepgzoo.data.synthetic import COMBOS, identity_combos, make_identities
 from sepgzoo.errors import UserError
 from sepgzoo.models.sepg import SEPGNet
 from sepgzoo.models.split import create_backbone
+from sepgzoo.training import pretrain as pretrain_module
+from sepgzoo.training.build import build_model
 from sepgzoo.training.pretrain import pretrain_backbone, summary_path
 
 TINY = dict(ids=10, epochs=3, height=32, width=16, images_per_id=8, batch_size=16, pad=2)

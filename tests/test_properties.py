@@ -8,10 +8,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from sepgzoo.config import load_recipe, recipe_from_dict
-from sepgzoo.training.losses import paba_loss
 from sepgzoo.data.rules import METRIC_RULES, MetricRule, keep_mask
 from sepgzoo.evaluation.metrics import evaluate
 from sepgzoo.models.seg import SpectralEnhance, spectral_enhance
+from sepgzoo.training.losses import paba_loss
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 RULES = sorted(METRIC_RULES)

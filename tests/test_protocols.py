@@ -12,12 +12,12 @@ import pytest
 from sepgzoo.data.datasets import INFRARED, VISIBLE
 from sepgzoo.data.llcm import LLCMProtocol
 from sepgzoo.data.protocols import build_protocol, valid_query_count
-from sepgzoo.evaluation.trials import run_trials
 from sepgzoo.data.regdb import RegDBProtocol
 from sepgzoo.data.registry import build_dataset
 from sepgzoo.data.sysu import SYSUProtocol
 from sepgzoo.errors import UserError
 from sepgzoo.evaluation.metrics import evaluate, feature_distance
+from sepgzoo.evaluation.trials import run_trials
 
 
 @pytest.fixture(scope="module")

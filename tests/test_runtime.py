@@ -7,11 +7,11 @@ import textwrap
 
 import numpy as np
 import pytest
-
 from deploy_helpers import MAX_BATCH, exported, write_images
-from sepgzoo.errors import UserError
+
 from sepgzoo.deploy.contract import cosine_rows
 from sepgzoo.deploy.runtime import open_model, rank
+from sepgzoo.errors import UserError
 
 H, W, D = 64, 32, 384
 

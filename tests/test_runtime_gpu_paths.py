@@ -15,16 +15,15 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
+from deploy_helpers import MAX_BATCH, exported, write_images
 from onnxruntime.capi import _pybind_state as ort_c
 
 import sepgzoo.deploy.tensorrt as trt_module
-from deploy_helpers import MAX_BATCH, exported, write_images
 from sepgzoo.cli import main
 from sepgzoo.deploy.contract import EXPORT_JSON, FORMAT, INPUT_NAME, OUTPUT_NAME
-from sepgzoo.deploy.ort_runtime import OnnxEmbedder
-from sepgzoo.hub.hashing import sha256_file
-from sepgzoo.deploy.ort_runtime import ort_cache_prefix, ort_tensorrt_options
+from sepgzoo.deploy.ort_runtime import OnnxEmbedder, ort_cache_prefix, ort_tensorrt_options
 from sepgzoo.deploy.tensorrt import TensorRTEmbedder, TensorRTUnavailable, build_engines, tensorrt_missing
+from sepgzoo.hub.hashing import sha256_file
 
 H, W = 64, 32
 

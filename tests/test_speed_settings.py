@@ -10,12 +10,12 @@ import torch
 from test_train import run_cli, tiny_overrides
 
 from sepgzoo import performance
-from sepgzoo.training import bench, build, engine
 from sepgzoo.config import load_recipe
 from sepgzoo.data.datasets import VISIBLE
-from sepgzoo.training.distributed import DistInfo
 from sepgzoo.errors import UserError
 from sepgzoo.evaluation.features import extract_features
+from sepgzoo.training import bench, build, engine
+from sepgzoo.training.distributed import DistInfo
 
 CL = torch.channels_last
 

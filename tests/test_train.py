@@ -11,11 +11,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from sepgzoo.training import engine
-from sepgzoo.training import runs
-from sepgzoo.hub.checkpoint import load_model, read_meta
 from sepgzoo.cli import main
 from sepgzoo.config import load_recipe
+from sepgzoo.hub.checkpoint import load_model, read_meta
+from sepgzoo.training import engine, runs
 
 
 def tiny_overrides(root: Path, epochs: int = 2) -> list[str]:

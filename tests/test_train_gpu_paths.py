@@ -15,9 +15,8 @@ import pytest
 import torch
 from test_train import as_args, run_cli, tiny_overrides
 
-from sepgzoo.training import bench, engine
-from sepgzoo.training import runs
 from sepgzoo.config import load_recipe, recipe_from_dict
+from sepgzoo.training import bench, engine, runs
 from sepgzoo.training.distributed import DistInfo
 
 

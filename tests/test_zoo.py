@@ -8,11 +8,11 @@ import torch
 from click.testing import CliRunner
 
 from sepgzoo import create_model
-from sepgzoo.hub.checkpoint import load_model, save_model
 from sepgzoo.cli import main
 from sepgzoo.config import load_recipe
 from sepgzoo.errors import UserError
 from sepgzoo.evaluation.evaluate import evaluate_run
+from sepgzoo.hub.checkpoint import load_model, save_model
 from sepgzoo.hub.hashing import sha256_file
 from sepgzoo.hub.zoo import load_manifest, load_pretrained, materialise, publish, render_readme, weights_dir
 

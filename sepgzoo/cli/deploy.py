@@ -9,11 +9,11 @@ from typing import Any
 
 import click
 
+from sepgzoo.cli.zoo import weights_option
+from sepgzoo.deploy.runtime import list_images, open_model, rank
 from sepgzoo.errors import UserError
 from sepgzoo.modality import Modality, as_modality
 from sepgzoo.preprocess import IMAGE_SUFFIXES
-from sepgzoo.deploy.runtime import list_images, open_model, rank
-from sepgzoo.cli.zoo import weights_option
 
 MODALITY_HELP = "visible or infrared"
 

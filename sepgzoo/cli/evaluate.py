@@ -26,9 +26,9 @@ def eval_command(checkpoints: tuple[str, ...], overrides: tuple[str, ...], as_js
     """
     if not checkpoints:
         raise click.UsageError("give --checkpoint RUN or --weights NAME.TAG")
-    from sepgzoo.training.engine import resolve_device
     from sepgzoo.evaluation.evaluate import evaluate_run, evaluate_runs
     from sepgzoo.evaluation.report import format_table, json_summary
+    from sepgzoo.training.engine import resolve_device
 
     if len(checkpoints) == 1:
         report = evaluate_run(checkpoints[0], overrides, device=resolve_device(device), plots=plots)

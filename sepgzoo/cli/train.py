@@ -26,9 +26,9 @@ def train(recipe_name: str, overrides: tuple[str, ...], output: str | None, resu
         return
     if resume and overrides:
         raise UserError("--resume continues a run with its own recipe; --set cannot be combined with it")
+    from sepgzoo.evaluation.report import format_table
     from sepgzoo.training.distributed import is_main_process
     from sepgzoo.training.engine import train as run_training
-    from sepgzoo.evaluation.report import format_table
 
     run_dir = run_training(recipe, output=output, resume=resume)
     if not is_main_process():  # under torchrun, rank 0 alone reports

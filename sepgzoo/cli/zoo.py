@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 
-
 def weights_option(target: str = "checkpoint"):
     """Add `--weights NAME.TAG`: a zoo model, sha256-verified and handed to the command as its `target` argument
     (a path, or a one-element tuple where the command takes several checkpoints)."""

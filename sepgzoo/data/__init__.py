@@ -8,13 +8,13 @@ import importlib
 import pkgutil
 
 from sepgzoo.data.datasets import INFRARED, MODALITIES, VISIBLE, Sample, load_image
-from sepgzoo.data.protocols import AllPairsProtocol, Protocol, build_protocol, with_fixed_options
-from sepgzoo.data.registry import DatasetSpec, build_dataset, dataset_names, get_dataset, register_dataset
-from sepgzoo.data.sysu import SYSUMM01, SYSUProtocol  # registers "sysu" and "synthetic"
-from sepgzoo.data.regdb import RegDB, RegDBProtocol  # registers "regdb"
 from sepgzoo.data.llcm import LLCM, LLCMProtocol  # registers "llcm"
+from sepgzoo.data.protocols import AllPairsProtocol, Protocol, build_protocol, with_fixed_options
+from sepgzoo.data.regdb import RegDB, RegDBProtocol  # registers "regdb"
+from sepgzoo.data.registry import DatasetSpec, build_dataset, dataset_names, get_dataset, register_dataset
 from sepgzoo.data.sampler import CrossModalitySampler
 from sepgzoo.data.synthetic import write_synthetic
+from sepgzoo.data.sysu import SYSUMM01, SYSUProtocol  # registers "sysu" and "synthetic"
 from sepgzoo.data.torchdata import CrossModalityDataset, ImageDataset
 from sepgzoo.data.transforms import build_test_transform, build_train_transform
 

@@ -9,10 +9,27 @@ from pathlib import Path
 
 import numpy as np
 
-from sepgzoo.data.datasets import (INFRARED, VISIBLE, Sample, check_paired, list_images, parse_camera, read_id_line,
-                                   read_label_list, relabel, require_dir)
-from sepgzoo.data.protocols import (DISTANCE, Protocol, Trial, agw_walk, check_choice, group_by_id_and_camera,
-                                    with_fixed_options)
+from sepgzoo.data.datasets import (
+    INFRARED,
+    VISIBLE,
+    Sample,
+    check_paired,
+    list_images,
+    parse_camera,
+    read_id_line,
+    read_label_list,
+    relabel,
+    require_dir,
+)
+from sepgzoo.data.protocols import (
+    DISTANCE,
+    Protocol,
+    Trial,
+    agw_walk,
+    check_choice,
+    group_by_id_and_camera,
+    with_fixed_options,
+)
 from sepgzoo.data.registry import DatasetSpec, count_row, register_dataset
 
 #: drop gallery items with the query's identity and camera, identity-deduplicated CMC (`sepgzoo.evaluation.metrics`)

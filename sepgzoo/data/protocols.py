@@ -18,8 +18,8 @@ import numpy as np
 
 from sepgzoo.data.datasets import Sample
 from sepgzoo.data.registry import find_protocol
-from sepgzoo.errors import UserError
 from sepgzoo.data.rules import MetricRule, keep_mask
+from sepgzoo.errors import UserError
 
 DISTANCE = "euclidean on L2-normalised features (ranks like cosine similarity)"
 

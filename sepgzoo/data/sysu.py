@@ -10,10 +10,27 @@ from pathlib import Path
 
 import numpy as np
 
-from sepgzoo.data.datasets import (INFRARED, VISIBLE, Sample, check_no_leak, check_paired, list_images, read_id_line,
-                                   relabel, require_dir)
-from sepgzoo.data.protocols import (DISTANCE, Protocol, Trial, agw_walk, check_choice, group_by_id_and_camera,
-                                    valid_query_count, with_fixed_options)
+from sepgzoo.data.datasets import (
+    INFRARED,
+    VISIBLE,
+    Sample,
+    check_no_leak,
+    check_paired,
+    list_images,
+    read_id_line,
+    relabel,
+    require_dir,
+)
+from sepgzoo.data.protocols import (
+    DISTANCE,
+    Protocol,
+    Trial,
+    agw_walk,
+    check_choice,
+    group_by_id_and_camera,
+    valid_query_count,
+    with_fixed_options,
+)
 from sepgzoo.data.registry import DatasetSpec, count_row, register_dataset
 from sepgzoo.errors import UserError
 

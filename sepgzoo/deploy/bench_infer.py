@@ -57,8 +57,8 @@ def _bench_torch(model, images: dict[int, np.ndarray], device: str, iters: int, 
     """PyTorch eager rows: the whole visible graph and SEG alone, on `device`."""
     import torch
 
-    from sepgzoo.timing import median_seconds
     from sepgzoo.data.transforms import to_unit_range
+    from sepgzoo.timing import median_seconds
 
     torch_device = torch.device(device)
     model.to(torch_device)
@@ -77,8 +77,8 @@ def _bench_onnxruntime(onnx_path: Path, seg_path: Path | None, images: dict[int,
     """ONNX Runtime rows with the CPU or CUDA provider; the row's device is the provider the session really uses."""
     import onnxruntime as ort
 
-    from sepgzoo.timing import median_seconds
     from sepgzoo.deploy.ort_runtime import DEVICE_PROVIDERS, OnnxEmbedder
+    from sepgzoo.timing import median_seconds
 
     session = OnnxEmbedder(onnx_path, providers=device, threads=threads)
     seg_session = None
@@ -104,8 +104,8 @@ def _bench_onnxruntime(onnx_path: Path, seg_path: Path | None, images: dict[int,
 def _bench_tensorrt(onnx_path: Path, images: dict[int, np.ndarray], size: tuple[int, int], iters: int, warmup: int,
                     record, notes: list[str]) -> None:
     """TensorRT rows (always on the GPU), or a note saying why there are none."""
-    from sepgzoo.timing import median_seconds
     from sepgzoo.deploy.tensorrt import TensorRTEmbedder, build_engine, tensorrt_missing
+    from sepgzoo.timing import median_seconds
 
     reason = tensorrt_missing()
     if reason:

@@ -24,14 +24,21 @@ from torch import Tensor, nn
 
 from sepgzoo.atomic import atomic_path, write_json
 from sepgzoo.data.transforms import to_unit_range
+from sepgzoo.deploy.contract import (
+    EXPORT_JSON,
+    FORMAT,
+    INPUT_NAME,
+    METADATA_PREFIX,
+    OUTPUT_NAME,
+    PARITY_COSINE,
+    cosine_rows,
+)
 from sepgzoo.errors import UserError
+from sepgzoo.hub.hashing import sha256_file
 from sepgzoo.modality import Modality, as_modality
 from sepgzoo.models.layers import join_parts, spatial_attention
-from sepgzoo.preprocess import contract
-from sepgzoo.deploy.contract import (EXPORT_JSON, FORMAT, INPUT_NAME, METADATA_PREFIX, OUTPUT_NAME, PARITY_COSINE,
-                                     cosine_rows)
-from sepgzoo.hub.hashing import sha256_file
 from sepgzoo.models.seg import SpectralEnhance
+from sepgzoo.preprocess import contract
 
 DEFAULT_OPSET = 18  # the dynamo exporter's own op library targets 18; TensorRT 10.0 parses 9-20 (docs/deploy.md 3, 8)
 DEFAULT_MAX_BATCH = 32

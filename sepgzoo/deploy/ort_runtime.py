@@ -9,8 +9,14 @@ from typing import Any
 
 import numpy as np
 
-from sepgzoo.deploy.contract import (INPUT_NAME, OUTPUT_NAME, Batching, check_export_format, decode_metadata,
-                                     default_opt_batch)
+from sepgzoo.deploy.contract import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    Batching,
+    check_export_format,
+    decode_metadata,
+    default_opt_batch,
+)
 from sepgzoo.errors import UserError
 from sepgzoo.hub.hashing import sha256_file
 from sepgzoo.modality import as_modality

@@ -22,12 +22,20 @@ from typing import Any
 import numpy as np
 
 from sepgzoo.atomic import atomic_path, read_json, write_json, write_text
-from sepgzoo.errors import UserError
-from sepgzoo.modality import Modality, as_modality
-from sepgzoo.deploy.contract import (EXPORT_JSON, INPUT_NAME, OUTPUT_NAME, PARITY_COSINE, Batching, cosine_rows,
-                                     default_opt_batch, read_export_json)
+from sepgzoo.deploy.contract import (
+    EXPORT_JSON,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    PARITY_COSINE,
+    Batching,
+    cosine_rows,
+    default_opt_batch,
+    read_export_json,
+)
 from sepgzoo.deploy.ort_runtime import OnnxEmbedder
+from sepgzoo.errors import UserError
 from sepgzoo.hub.hashing import sha256_file
+from sepgzoo.modality import Modality, as_modality
 
 ENGINE_FORMAT = "sepgzoo-trt-engine/2"  # 1: built from export format 1 (embeddings of norm sqrt(parts))
 TRTEXEC_SCRIPT = "build_engines.sh"

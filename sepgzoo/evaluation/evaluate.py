@@ -7,17 +7,17 @@ import numpy as np
 import torch
 
 from sepgzoo.atomic import write_json
-from sepgzoo.data.sources import open_dataset
-from sepgzoo.hub.checkpoint import load_model, read_meta, update_meta
 from sepgzoo.config import Recipe, recipe_from_dict
 from sepgzoo.data.datasets import INFRARED, VISIBLE, Sample
 from sepgzoo.data.protocols import build_protocol
-from sepgzoo.evaluation.trials import average_results, run_trials
 from sepgzoo.data.registry import get_dataset
+from sepgzoo.data.sources import open_dataset
 from sepgzoo.errors import UserError
 from sepgzoo.evaluation.features import FeatureCache, extract_features
-from sepgzoo.evaluation.report import summarise
 from sepgzoo.evaluation.metrics import evaluate, feature_distance
+from sepgzoo.evaluation.report import summarise
+from sepgzoo.evaluation.trials import average_results, run_trials
+from sepgzoo.hub.checkpoint import load_model, read_meta, update_meta
 
 
 def protocol_settings(recipe: Recipe) -> list[tuple[str, dict[str, Any]]]:

@@ -11,6 +11,7 @@ import numpy as np
 from sepgzoo.data.rules import MetricRule, metric_rule
 from sepgzoo.errors import UserError
 
+
 def l2_normalize(features: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     """Scale every row to unit L2 norm.
 

@@ -14,8 +14,8 @@ from torch import nn
 
 from sepgzoo.atomic import atomic_path, read_json, write_json
 from sepgzoo.errors import UserError
-from sepgzoo.preprocess import contract
 from sepgzoo.models.registry import build_registered
+from sepgzoo.preprocess import contract
 
 FORMAT = "sepgzoo-model/1"
 WEIGHTS_NAME = "model.safetensors"

@@ -1,7 +1,7 @@
 """SEPG-Net and its registered variants."""
 
-from sepgzoo.models.sepg import SEPGNet, TrainOutput
 from sepgzoo.models.registry import register_model
+from sepgzoo.models.sepg import SEPGNet, TrainOutput
 
 __all__ = ["SEPGNet", "TrainOutput"]
 

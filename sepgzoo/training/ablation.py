@@ -15,8 +15,17 @@ import numpy as np
 from tqdm import tqdm
 
 from sepgzoo.atomic import write_json, write_text
-from sepgzoo.config import (Recipe, apply_overrides, build_recipe, deep_merge, find_recipe, find_yaml, read_yaml,
-                            recipe_dir, resolve_file)
+from sepgzoo.config import (
+    Recipe,
+    apply_overrides,
+    build_recipe,
+    deep_merge,
+    find_recipe,
+    find_yaml,
+    read_yaml,
+    recipe_dir,
+    resolve_file,
+)
 from sepgzoo.errors import UserError
 
 DEFAULT_ROWS = ("baseline", "se", "se_cc", "se_paba")

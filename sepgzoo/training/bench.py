@@ -7,12 +7,12 @@ import time
 
 import torch
 
+from sepgzoo.config import TrainCfg
+from sepgzoo.hub.factory import create_model
 from sepgzoo.performance import compile_model, memory_format
 from sepgzoo.timing import sync_device, timed
-from sepgzoo.config import TrainCfg
 from sepgzoo.training.engine import forward_loss
 from sepgzoo.training.losses import LossWeights, sepg_loss
-from sepgzoo.hub.factory import create_model
 
 
 def bench_training_step(model_name: str, ids: int, images_per_id: int, size: tuple[int, int], steps: int,

@@ -11,19 +11,25 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from sepgzoo.atomic import write_text
-from sepgzoo.training.build import build_model, build_train_loader, num_classes, split_validation
-from sepgzoo.performance import compile_model, memory_format
-from sepgzoo.data.sources import open_dataset
-from sepgzoo.hub.checkpoint import save_model
 from sepgzoo.config import OptimCfg, Recipe, recipe_from_dict
+from sepgzoo.data.sources import dataset_root, open_dataset
+from sepgzoo.errors import UserError
+from sepgzoo.hub.checkpoint import save_model
+from sepgzoo.models.sepg import TrainOutput
+from sepgzoo.performance import compile_model, memory_format
+from sepgzoo.training.build import build_model, build_train_loader, num_classes, split_validation
 from sepgzoo.training.diagnostics import TrunkOutput, classifier_fit, trunk_gradient_norms, uniform_cross_entropy
 from sepgzoo.training.distributed import DistInfo, barrier, cleanup, init_distributed
-from sepgzoo.data.sources import dataset_root
-from sepgzoo.errors import UserError
 from sepgzoo.training.losses import LossWeights, sepg_loss
-from sepgzoo.models.sepg import TrainOutput
-from sepgzoo.training.runs import (CsvLog, gather_rng_states, load_state, new_run_dir, restore_rng_state, save_state,
-                          seed_everything)
+from sepgzoo.training.runs import (
+    CsvLog,
+    gather_rng_states,
+    load_state,
+    new_run_dir,
+    restore_rng_state,
+    save_state,
+    seed_everything,
+)
 
 SYNC_EVERY = 20  # steps between host syncs (finite-loss check, progress bar); a sync every step stalls the GPU queue
 

@@ -19,9 +19,9 @@ import torch
 import torch.distributed as dist
 
 from sepgzoo.atomic import write_text
+from sepgzoo.errors import UserError
 from sepgzoo.hub.checkpoint import save_torch
 from sepgzoo.training.distributed import DistInfo
-from sepgzoo.errors import UserError
 
 STATE_NAME = "last.pt"
 STATE_FORMAT = "sepgzoo-train-state/2"
