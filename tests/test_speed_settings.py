@@ -14,6 +14,7 @@ from sepgzoo.config import load_recipe
 from sepgzoo.data.datasets import VISIBLE
 from sepgzoo.errors import UserError
 from sepgzoo.evaluation.features import extract_features
+from sepgzoo.hub.factory import create_model
 from sepgzoo.training import bench, build, engine
 from sepgzoo.training.distributed import DistInfo
 
@@ -87,12 +88,13 @@ def test_bench_train_reports_and_switches_the_memory_format(monkeypatch):
     real = performance.memory_format
     monkeypatch.setattr(bench, "memory_format", lambda enabled: formats.append(enabled) or real(enabled))
     args = ["bench", "train", "--model", "test_sepg", "--ids", "2", "--images-per-id", "2", "--size", "64", "32",
-            "--steps", "2", "--device", "cpu", "--json"]
+            "--steps", "2", "--warmup", "0", "--device", "cpu", "--json"]
     default = json.loads(run_cli(*args, stdout_only=True)[1])
     off = json.loads(run_cli(*args, "--no-channels-last", stdout_only=True)[1])
     assert formats == [True, False]  # the recipe default (train.channels_last = true), then the flag
     assert default["channels_last"] is True and default["compile"] is False and off["channels_last"] is False
-    assert len(default["step_ms_each"]) == 2 and default["step_ms_median"] > 0 and default["warmup_s"] >= 0
+    assert len(default["step_ms_each"]) == 2 and default["step_ms_median"] > 0
+    assert default["warmup_steps"] == 0 and default["warmup_s"] == 0
 
 
 def test_bench_step_matches_the_trainer_step_in_channels_last(sysu_root, tmp_path):
@@ -107,6 +109,36 @@ def test_bench_step_matches_the_trainer_step_in_channels_last(sysu_root, tmp_pat
                                      infrared.contiguous(memory_format=fmt), labels, trainer.weights, False)
     engine_loss = trainer.train_step(visible, infrared, labels, labels)["total"]
     torch.testing.assert_close(bench_loss, engine_loss, rtol=0, atol=0)
+
+
+def test_conv_calls_sees_every_convolution_of_a_step_once_at_its_batch():
+    model = create_model("test_sepg", num_classes=4, input_size=(64, 32)).train()
+    visible, infrared = torch.rand(2, 3, 64, 32), torch.rand(3, 3, 64, 32)
+    calls = bench.conv_calls(model, visible, infrared)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert sorted(map(id, (c.conv for c in calls))) == sorted(map(id, convs))  # each one, once
+    batch = {id(m): 5 for m in model.trunk.modules()}
+    batch |= {id(m): n for name, n in (("visible", 2), ("infrared", 3)) for m in model.specific[name].modules()}
+    assert [c.shape[0] for c in calls] == [batch[id(c.conv)] for c in calls]
+    assert not calls[0].needs_input_grad and all(c.needs_input_grad for c in calls[1:])  # the stem sees images
+
+
+def test_conv_time_runs_each_convolution_forward_and_backward(monkeypatch):
+    model = create_model("test_sepg", num_classes=4, input_size=(64, 32)).train().to(memory_format=CL)
+    visible, infrared = (torch.rand(2, 3, 64, 32).contiguous(memory_format=CL) for _ in range(2))
+    calls = bench.conv_calls(model, visible, infrared)
+    assert all(c.memory_format == CL for c in calls[1:])  # the stem sees the SEG batch, which torch.fft makes NCHW
+    ran = []
+
+    def fake_timed(fn, device):
+        model.zero_grad(set_to_none=True)
+        fn()
+        ran.append([m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.grad is not None])
+        return 1.0
+
+    monkeypatch.setattr(bench, "timed", fake_timed)
+    assert bench.conv_time(calls, torch.device("cpu"), amp=False, repeats=3) == len(calls)  # a median per call
+    assert ran == [[c.conv] for c in calls for _ in range(3)]  # forward and backward of that convolution alone
 
 
 # -- data loading --------------------------------------------------------------------------------------------------

@@ -205,6 +205,7 @@ def test_bench_train_reports_throughput_and_loss_share():
                         "64", "32", "--steps", "1", "--device", "cpu", "--json", stdout_only=True)
     result = json.loads(out)
     assert code == 0 and result["images_per_s"] > 0 and 0 < result["loss_share_percent"] < 100
+    assert result["conv_ms"] > 0 and result["conv_share_percent"] > 0 and result["warmup_steps"] == 2
 
 
 def test_ddp_two_gloo_processes(sysu_root, tmp_path):

@@ -17,7 +17,9 @@ def bench() -> None:
 @click.option("--ids", default=8, show_default=True, help="Identities per batch (P).")
 @click.option("--images-per-id", default=7, show_default=True, help="Images per identity and modality (K).")
 @click.option("--size", nargs=2, type=int, default=(288, 144), show_default=True)
-@click.option("--steps", default=5, show_default=True, help="Timed steps (after 2 warm-up steps).")
+@click.option("--steps", default=5, show_default=True, type=click.IntRange(min=1), help="Timed steps.")
+@click.option("--warmup", default=2, show_default=True, type=click.IntRange(min=0),
+              help="Untimed steps first (compilation, and on a CPU the first steps' fresh memory pages).")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision (CUDA only).")
 @click.option("--channels-last/--no-channels-last", default=None,
@@ -25,14 +27,14 @@ def bench() -> None:
 @click.option("--compile/--no-compile", "compile_", default=None,
               help="torch.compile the model (default: train.compile = false); warm-up then includes compilation.")
 @click.option("--json", "as_json", is_flag=True)
-def bench_train(model: str, ids: int, images_per_id: int, size: tuple[int, int], steps: int, device: str, amp: bool,
-                channels_last: bool | None, compile_: bool | None, as_json: bool) -> None:
-    """Training-step throughput, peak memory and the losses' share of step time."""
+def bench_train(model: str, ids: int, images_per_id: int, size: tuple[int, int], steps: int, warmup: int, device: str,
+                amp: bool, channels_last: bool | None, compile_: bool | None, as_json: bool) -> None:
+    """Training-step throughput, peak memory, and the losses' and convolutions' shares of step time."""
     from sepgzoo.training.bench import bench_training_step
     from sepgzoo.training.engine import resolve_device
 
     result = bench_training_step(model, ids, images_per_id, tuple(size), steps, resolve_device(device), amp,
-                                 channels_last=channels_last, compile=compile_)
+                                 channels_last=channels_last, compile=compile_, warmup=warmup)
     click.echo(json.dumps(result, indent=2) if as_json else "\n".join(f"{k}: {v}" for k, v in result.items()))
 
 
