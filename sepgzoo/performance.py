@@ -26,7 +26,7 @@ def memory_format(channels_last: bool) -> torch.memory_format:
     """The memory format of the model and its input images in training (`train.channels_last`), on every device.
 
     NHWC convolutions are faster on CUDA (cuDNN, AMP) and on the CPU too (oneDNN): on a 2-core x86 machine a
-    sepg_resnet50 training step at 4 x (4 + 4), 288 x 144, was 1.04-1.25x faster, feature extraction 1.5x
+    sepg_resnet50 training step at 4 x (4 + 4), 288 x 144, was 1.1-1.25x faster, feature extraction 1.5x
     (README, Performance settings).
     """
     return torch.channels_last if channels_last else torch.contiguous_format
@@ -57,6 +57,6 @@ def compile_model(net: torch.nn.Module, enabled: bool) -> torch.nn.Module:
     """`torch.compile(net)` (TorchInductor; a C++ compiler on CPU) when `enabled` (`train.compile`), else `net`.
 
     The first step pays the compilation (about 1 minute for sepg_resnet50 on 2 CPU cores; seconds once
-    TorchInductor's cache holds it); on that CPU the step was then 1.07-1.13x faster than channels_last alone.
+    TorchInductor's cache holds it); on that CPU the step was then 1.1-1.2x faster than channels_last alone.
     """
     return torch.compile(net) if enabled else net

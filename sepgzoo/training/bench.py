@@ -53,10 +53,10 @@ def bench_training_step(model_name: str, ids: int, images_per_id: int, size: tup
     warmup_time = sum(timed(step, device) for _ in range(warmup))
     times = [timed(step, device) for _ in range(steps)]
     step_time = statistics.mean(times)
+    peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # the steps', before the share timings
     loss_time = _loss_time(model, visible, infrared, labels, weights, use_amp, device, steps)
     conv = conv_time(conv_calls(model, visible, infrared), device, use_amp, repeats=steps)
-    peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return {"model": model_name, "device": str(device), "device_name": _device_name(device), "amp": use_amp,
             "batch": f"{ids} ids x ({images_per_id} visible + {images_per_id} infrared) = {2 * batch} images",
             "input_size": list(size), "channels_last": channels_last, "compile": compile,
