@@ -55,7 +55,7 @@ def zoo(out: Path) -> None:
     rows = {}
     for name in FILTERS:
         with resize_filter(name):
-            rows[name] = summary(evaluate_run(folder, ["data.workers=0"], write=False))
+            rows[name] = summary(evaluate_run(folder, ["data.workers=0"]))
         print(name, rows[name], flush=True)
     (out / "zoo.json").write_text(json.dumps(rows, indent=2))
 

@@ -17,10 +17,12 @@ WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.ERO
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, replace: bool = True) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces `path` in one rename, on error it is removed.
 
-    A process killed at any moment leaves either the old file or the new one, never half of one.
+    A process killed at any moment leaves either the old file or the new one, never half of one. With
+    `replace=False` the file must be new (an append-only record): FileExistsError if `path` exists, also when
+    another process creates it at the same moment (a hard link, unlike a rename, never replaces).
 
     Example:
         >>> with atomic_path("run/last.pt") as tmp:
@@ -37,9 +39,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)
     except OSError as err:
-        if err.errno not in WRITE_ERRORS:
+        if err.errno not in WRITE_ERRORS or (not replace and isinstance(err, FileExistsError)):
             raise
         kept = "the previous file is intact" if path.is_file() else "nothing was written"
         raise UserError(f"cannot write {path}: {err.strerror} ({kept})") from None
@@ -63,6 +68,12 @@ def write_text(path: str | Path, text: str) -> None:
 def write_json(path: str | Path, data: Any) -> None:
     """Atomically write `data` as indented JSON."""
     write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def write_new_json(path: str | Path, data: Any) -> None:
+    """Atomically write `data` as indented JSON to a file that must not exist yet (FileExistsError otherwise)."""
+    with atomic_path(path, replace=False) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
 def read_json(path: str | Path, expected_format: str, hint: str = "") -> dict[str, Any]:

@@ -10,13 +10,14 @@ import importlib.resources
 import re
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from sepgzoo.errors import UserError
+from sepgzoo.errors import RecipeWarning, UserError
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,7 @@ def _allowed(key: str, annotation: Any) -> str:
         return " | ".join(map(str, typing.get_args(annotation)))
     kind = getattr(annotation, "__name__", str(annotation).replace("typing.", ""))
     if key == "optim.milestones":
-        return "increasing epochs below train.epochs"
+        return "strictly increasing epochs >= 1 (at or past train.epochs: never reached, a warning)"
     return f"{kind} {DOMAINS[key][0]}" if key in DOMAINS else kind
 
 
@@ -178,13 +179,45 @@ def check_domains(recipe: "Recipe") -> None:
         value = getattr(getattr(recipe, section), name)
         if not ok(value):
             raise UserError(f"{key} = {value!r}: expected {allowed}")
-    milestones, epochs = recipe.optim.milestones, recipe.train.epochs
-    if any(b <= a for a, b in zip(milestones, milestones[1:])) or any(not 1 <= m < epochs for m in milestones):
-        raise UserError(f"optim.milestones = {milestones}: expected strictly increasing epochs in 1..{epochs - 1} "
-                        f"(below train.epochs = {epochs})")
-    if recipe.data.val_ids and recipe.data.val_ids >= recipe.data.synthetic_ids and recipe.data.dataset == "synthetic":
-        raise UserError(f"data.val_ids = {recipe.data.val_ids}: expected fewer than data.synthetic_ids = "
-                        f"{recipe.data.synthetic_ids}")
+    check_milestones(recipe.optim.milestones, recipe.train.epochs)
+    for rule in CROSS_KEY_RULES:
+        rule(recipe)
+
+
+def check_milestones(milestones: list[int], epochs: int) -> None:
+    """Refuse milestones that are not strictly increasing epochs >= 1; warn (one line) about those at or past
+    `train.epochs`, where the lr simply never decays: a short run of a long recipe is a smoke test, not an error."""
+    if any(b <= a for a, b in zip(milestones, milestones[1:])) or any(m < 1 for m in milestones):
+        raise UserError(f"optim.milestones = {milestones}: expected strictly increasing epochs >= 1")
+    late = [m for m in milestones if m >= epochs]
+    if late:
+        warnings.warn(f"optim.milestones {late} lie at or past train.epochs = {epochs}: the lr is never decayed there",
+                      RecipeWarning, stacklevel=2)
+
+
+# -- cross-key rules that need no data: each raises a UserError naming every key involved --------------------------
+def _val_ids_below_synthetic_ids(recipe: "Recipe") -> None:
+    data = recipe.data
+    if data.dataset == "synthetic" and data.val_ids and data.val_ids >= data.synthetic_ids:
+        raise UserError(f"data.val_ids = {data.val_ids}: expected fewer than data.synthetic_ids = {data.synthetic_ids}")
+
+
+def _compile_without_grad_norms(recipe: "Recipe") -> None:
+    if recipe.train.compile and recipe.train.log_grad_norms:
+        raise UserError("train.compile and train.log_grad_norms cannot be combined: the gradient norms need the "
+                        "trunk output inside the compiled graph; turn one of them off")
+
+
+def _some_loss_term(recipe: "Recipe") -> None:
+    loss = recipe.loss
+    if not (loss.id_specific or loss.paba or loss.id_parts or loss.cross_centre):
+        raise UserError("loss.id_specific, loss.paba, loss.id_parts and loss.cross_centre are all 0: "
+                        "expected at least one loss term with a positive weight")
+
+
+#: rules between keys of different sections, checked whenever a recipe is built (the data-dependent ones,
+#: protocols and samplers, are checked by `sepgzoo.training.preflight` before a run starts)
+CROSS_KEY_RULES = (_val_ids_below_synthetic_ids, _compile_without_grad_norms, _some_loss_term)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,11 @@ class UserError(Exception):
     """Bad input from the user: a path, key or value that is wrong, named in the message with what was expected."""
 
 
+class RecipeWarning(UserWarning):
+    """A recipe value that is allowed but probably not meant (a milestone past the last epoch); the CLI prints it
+    as one `warning:` line."""
+
+
 def user_message(err: UserError) -> str:
     """What the user is told: the message, or, for an error a DataLoader worker raised, the original message alone
     (the worker's traceback is the library's business, not the user's)."""

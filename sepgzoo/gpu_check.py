@@ -299,7 +299,7 @@ def check_evaluate(cfg: CheckConfig) -> dict[str, Any]:
     from sepgzoo.evaluation.report import summarise
 
     start = time.perf_counter()
-    report = evaluate_run(cfg.run_dir, device=_device(cfg), write=False)
+    report = evaluate_run(cfg.run_dir, device=_device(cfg))
     seconds = time.perf_counter() - start
     metrics = summarise(report["results"])
     first = next(iter(metrics))

@@ -1,10 +1,12 @@
 """Recipes: base merge, --set parsing and coercion, unknown keys with suggestions, shipped recipes."""
 
+import warnings
+
 import pytest
 import yaml
 
 from sepgzoo.config import available_recipes, build_recipe, load_recipe, parse_override
-from sepgzoo.errors import UserError
+from sepgzoo.errors import RecipeWarning, UserError
 
 
 def test_paper_recipe_values():
@@ -99,8 +101,9 @@ def test_data_dataset_is_checked_against_the_registry():
         ("data.height=8", "data.height = 8: expected >= 32"),
         ("optim.lr=0", "optim.lr = 0.0: expected > 0"),
         ("model.dropout=1.0", "model.dropout = 1.0: expected in [0, 1)"),
-        ("optim.milestones=[70,30]", "optim.milestones = [70, 30]: expected strictly increasing epochs in 1..119"),
-        ("optim.milestones=[30,120]", "below train.epochs = 120"),
+        ("optim.milestones=[70,30]", "optim.milestones = [70, 30]: expected strictly increasing epochs >= 1"),
+        ("optim.milestones=[0,30]", "optim.milestones = [0, 30]: expected strictly increasing epochs >= 1"),
+        ("optim.milestones=[30,30]", "optim.milestones = [30, 30]: expected strictly increasing epochs >= 1"),
         ("eval.trials=0", "eval.trials = 0: expected >= 1"),
     ],
 )
@@ -144,3 +147,46 @@ def test_recipes_keys_lists_every_key_with_its_default_and_domain():
     epochs = next(line for line in lines if line.startswith("train.epochs "))
     assert "120" in epochs and "int >= 1" in epochs and "training epochs" in epochs
     assert "cosine | linear" in next(line for line in lines if line.startswith("model.classifier "))
+
+
+@pytest.mark.parametrize("name", available_recipes())
+def test_every_shipped_recipe_accepts_a_two_epoch_run_with_one_warning_naming_the_milestones(name):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        recipe = load_recipe(name, ["train.epochs=2"])
+    assert recipe.train.epochs == 2
+    late = [m for m in recipe.optim.milestones if m >= 2]
+    recipe_warnings = [w for w in caught if issubclass(w.category, RecipeWarning)]
+    assert len(recipe_warnings) == (1 if late else 0)
+    if late:
+        assert f"optim.milestones {late}" in str(recipe_warnings[0].message)
+
+
+def test_milestones_below_the_last_epoch_give_no_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RecipeWarning)
+        assert load_recipe("sysu").optim.milestones == [30, 70]
+
+
+def test_the_cli_prints_the_milestone_warning_as_one_line():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "sepgzoo", "train", "--recipe", "synthetic", "--set",
+                             "train.epochs=2", "--print-recipe"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "epochs: 2" in result.stdout
+    lines = [line for line in result.stderr.splitlines() if "optim.milestones" in line or "Warning" in line]
+    assert lines == ["warning: optim.milestones [80, 105] lie at or past train.epochs = 2: the lr is never decayed there"]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["train.compile=true", "train.log_grad_norms=true"], "train.compile and train.log_grad_norms cannot be combined"),
+        (["loss.id_specific=0", "loss.paba=0", "loss.id_parts=0"], "expected at least one loss term"),
+    ],
+)
+def test_cross_key_rules_name_every_key(overrides, message):
+    with pytest.raises(UserError, match=message):
+        load_recipe("synthetic", overrides)

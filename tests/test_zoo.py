@@ -12,6 +12,7 @@ from sepgzoo.cli import main
 from sepgzoo.config import load_recipe
 from sepgzoo.errors import UserError
 from sepgzoo.evaluation.evaluate import evaluate_run
+from sepgzoo.evaluation.records import write_training_record
 from sepgzoo.hub.checkpoint import load_model, save_model
 from sepgzoo.hub.hashing import sha256_file
 from sepgzoo.hub.zoo import load_manifest, load_pretrained, materialise, publish, render_readme, weights_dir
@@ -28,7 +29,7 @@ def evaluated_run(sysu_root, tmp_path_factory):
     recipe = load_recipe("synthetic", [*TINY, f"data.root={sysu_root}"])
     model = create_model("test_sepg", num_classes=8, parts=4, part_dim=32, input_size=(64, 32))
     save_model(run, model, recipe=recipe.to_dict(), epoch=1, selection="last epoch", hardware="test CPU")
-    evaluate_run(run)
+    write_training_record(run, evaluate_run(run))  # as `sepgzoo train` ends
     return run
 
 
@@ -103,8 +104,15 @@ def test_publish_refuses_unevaluated_and_test_selected_runs(evaluated_run, tmp_p
     bare = tmp_path / "bare"
     shutil.copytree(evaluated_run, bare)
     (bare / "metrics.json").unlink()
-    with pytest.raises(UserError, match="no evaluation results"):
+    with pytest.raises(UserError, match="has no training evaluation"):
         publish(bare, "x", directory=tmp_path)
+    retrained = tmp_path / "retrained"
+    shutil.copytree(evaluated_run, retrained)
+    weights = bytearray((retrained / "model.safetensors").read_bytes())
+    weights[-1] ^= 1  # other weights than the record was computed from
+    (retrained / "model.safetensors").write_bytes(bytes(weights))
+    with pytest.raises(UserError, match="the record is not of these weights"):
+        publish(retrained, "x", directory=tmp_path)
     selected = tmp_path / "selected"
     shutil.copytree(evaluated_run, selected)
     meta = json.loads((selected / "model.json").read_text())

@@ -5,6 +5,7 @@ else; any other exception keeps its traceback.
 """
 
 import sys
+import warnings
 
 import click
 
@@ -15,7 +16,7 @@ from sepgzoo.cli.doctor import doctor
 from sepgzoo.cli.evaluate import eval_command, viz
 from sepgzoo.cli.train import ablate, pretrain, recipes, train
 from sepgzoo.cli.zoo import zoo
-from sepgzoo.errors import UserError, user_message
+from sepgzoo.errors import RecipeWarning, UserError, user_message
 
 
 class Group(click.Group):
@@ -28,10 +29,21 @@ class Group(click.Group):
             raise click.ClickException(user_message(err)) from None
 
 
+_python_format = warnings.formatwarning
+
+
+def one_line_recipe_warnings(message, category, filename, lineno, line=None) -> str:
+    """A `RecipeWarning` is one `warning: ...` line (no source location); every other warning keeps Python's form."""
+    if issubclass(category, RecipeWarning):
+        return f"warning: {message}\n"
+    return _python_format(message, category, filename, lineno, line)
+
+
 @click.group(cls=Group)
 @click.version_option(package_name="sepgzoo")
 def main() -> None:
     """SEPG-Net for visible-infrared person re-identification: train, evaluate, export."""
+    warnings.formatwarning = one_line_recipe_warnings
 
 
 for command in (train, eval_command, pretrain, recipes, ablate, viz, bench, data, zoo, export, embed, search, doctor):

@@ -31,7 +31,7 @@ def bench_train(model: str, ids: int, images_per_id: int, size: tuple[int, int],
                 amp: bool, channels_last: bool | None, compile_: bool | None, as_json: bool) -> None:
     """Training-step throughput, peak memory, and the losses' and convolutions' shares of step time."""
     from sepgzoo.training.bench import bench_training_step
-    from sepgzoo.training.engine import resolve_device
+    from sepgzoo.device import resolve_device
 
     result = bench_training_step(model, ids, images_per_id, tuple(size), steps, resolve_device(device), amp,
                                  channels_last=channels_last, compile=compile_, warmup=warmup)

@@ -16,28 +16,36 @@ from sepgzoo.cli.zoo import weights_option
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON (percent).")
 @click.option("--plots", type=click.Path(file_okay=False), help="Write cmc.png and tsne.png into this folder.")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--record/--no-record", default=True, show_default=True,
+              help="Keep each run's result in RUN/evals/ (never over the training's metrics.json or an earlier file).")
 @weights_option("checkpoints")
 def eval_command(checkpoints: tuple[str, ...], overrides: tuple[str, ...], as_json: bool, plots: str | None,
-                 device: str) -> None:
+                 device: str, record: bool) -> None:
     """Evaluate a trained model with its recipe's protocol (10 trials; SYSU all and indoor).
 
     Several --checkpoint runs (e.g. one RegDB model per split, or several seeds) are each evaluated
-    with their own recipe and the results averaged, as the papers report RegDB.
+    with their own recipe and the results averaged, as the papers report RegDB. Each run's result is
+    recorded in its own evals/ folder; the training's metrics.json is never changed.
     """
     if not checkpoints:
         raise click.UsageError("give --checkpoint RUN or --weights NAME.TAG")
-    from sepgzoo.evaluation.evaluate import evaluate_run, evaluate_runs
+    from sepgzoo.device import resolve_device
+    from sepgzoo.evaluation.evaluate import average_reports, evaluate_run
+    from sepgzoo.evaluation.records import write_evaluation_record
     from sepgzoo.evaluation.report import format_table, json_summary
-    from sepgzoo.training.engine import resolve_device
 
-    if len(checkpoints) == 1:
-        report = evaluate_run(checkpoints[0], overrides, device=resolve_device(device), plots=plots)
-    else:
-        report = evaluate_runs(checkpoints, overrides, device=resolve_device(device))
-    if not as_json:
-        click.echo(format_table(report))
+    torch_device = resolve_device(device)
+    reports = [evaluate_run(path, overrides, device=torch_device, plots=plots if len(checkpoints) == 1 else None)
+               for path in checkpoints]
+    recorded = [write_evaluation_record(path, report) for path, report in zip(checkpoints, reports)] if record else []
+    report = reports[0] if len(reports) == 1 else average_reports(reports, checkpoints)
+    if as_json:
+        click.echo(json.dumps({**json_summary(report, default_runs=[str(checkpoints[0])]),
+                               "recorded": [str(p) for p in recorded]}, indent=2))
         return
-    click.echo(json.dumps(json_summary(report, default_runs=[str(checkpoints[0])]), indent=2))
+    click.echo(format_table(report))
+    for path in recorded:
+        click.echo(f"recorded: {path}")
 
 
 @click.group()

@@ -15,9 +15,12 @@ from sepgzoo.errors import UserError
 @click.option("--output", type=click.Path(file_okay=False), help="Run folder (default runs/<recipe>-<timestamp>).")
 @click.option("--resume", type=click.Path(), help="Continue a run folder (or its last.pt) at the next epoch.")
 @click.option("--print-recipe", is_flag=True, help="Print the resolved recipe and exit.")
+@click.option("--dry-run", is_flag=True,
+              help="Check everything (data, one batch, model, a timed step, evaluation set-up, output folder), print "
+                   "the plan with a time estimate, write nothing.")
 def train(recipe_name: str, overrides: tuple[str, ...], output: str | None, resume: str | None,
-          print_recipe: bool) -> None:
-    """Train SEPG-Net; evaluates the last epoch on the recipe's test protocol at the end."""
+          print_recipe: bool, dry_run: bool) -> None:
+    """Train SEPG-Net; evaluates the last epoch on the recipe's test protocol at the end (RUN/metrics.json)."""
     from sepgzoo.config import load_recipe
 
     recipe = load_recipe(recipe_name, overrides)
@@ -26,6 +29,13 @@ def train(recipe_name: str, overrides: tuple[str, ...], output: str | None, resu
         return
     if resume and overrides:
         raise UserError("--resume continues a run with its own recipe; --set cannot be combined with it")
+    if dry_run:
+        if resume:
+            raise UserError("--dry-run checks a new run; it cannot be combined with --resume")
+        from sepgzoo.training.dry_run import dry_run as check_run, format_plan
+
+        click.echo(format_plan(check_run(recipe, output)))
+        return
     from sepgzoo.evaluation.report import format_table
     from sepgzoo.training.distributed import is_main_process
     from sepgzoo.training.engine import train as run_training
@@ -36,6 +46,7 @@ def train(recipe_name: str, overrides: tuple[str, ...], output: str | None, resu
     metrics = run_dir / "metrics.json"
     if metrics.is_file():
         click.echo(format_table(json.loads(metrics.read_text())))
+        click.echo(f"recorded: {metrics}")
     click.echo(f"run folder: {run_dir}")
 
 
@@ -58,7 +69,7 @@ def train(recipe_name: str, overrides: tuple[str, ...], output: str | None, resu
 def pretrain(backbone: str, out: str, ids: int, images_per_id: int, epochs: int, seed: int, size: tuple[int, int],
              exclude_ids: int, exclude_seed: int, device: str, force: bool) -> None:
     """Pretrain a backbone offline (an ImageNet stand-in) on synthetic people disjoint from the evaluation set."""
-    from sepgzoo.training.engine import resolve_device
+    from sepgzoo.device import resolve_device
     from sepgzoo.training.pretrain import pretrain_backbone, summary_path
 
     weights = pretrain_backbone(backbone, out, ids=ids, seed=seed, exclude_ids=exclude_ids, exclude_seed=exclude_seed,

@@ -72,7 +72,9 @@ def publish(run: Path, tag: str, url: str | None, license_note: str | None, note
     kwargs = {"license_note": license_note} if license_note else {}
     entry = publish_run(run, tag, directory=weights_dir, url=url, notes=notes,
                         allow_test_selected=allow_test_selected, **kwargs)
-    click.echo(f"published {entry.name} (sha256 {entry.sha256})")
+    folder = run if run.is_dir() else run.parent
+    click.echo(f"published {entry.name} (sha256 {entry.sha256}) with the metrics of the training's own evaluation "
+               f"(epoch {entry.epoch}): {folder / 'metrics.json'}")
 
 
 @zoo.command()

@@ -1,4 +1,5 @@
-"""Evaluation of a trained model: feature extraction, the recipe's protocols, metrics.json and plots."""
+"""Evaluation of a trained model: feature extraction, the recipe's protocols, the report and plots (where reports
+are written: `sepgzoo.evaluation.records`)."""
 
 from pathlib import Path
 from typing import Any
@@ -6,18 +7,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from sepgzoo.atomic import write_json
 from sepgzoo.config import Recipe, recipe_from_dict
 from sepgzoo.data.datasets import INFRARED, VISIBLE, Sample
-from sepgzoo.data.protocols import build_protocol
+from sepgzoo.data.protocols import Protocol, build_protocol
 from sepgzoo.data.registry import get_dataset
 from sepgzoo.data.sources import open_dataset
 from sepgzoo.errors import UserError
 from sepgzoo.evaluation.features import FeatureCache, extract_features
 from sepgzoo.evaluation.metrics import evaluate, feature_distance
-from sepgzoo.evaluation.report import summarise
 from sepgzoo.evaluation.trials import average_results, run_trials
-from sepgzoo.hub.checkpoint import load_model, read_meta, update_meta
+from sepgzoo.hub.checkpoint import load_model, read_meta, resolve_model_files
+from sepgzoo.hub.hashing import sha256_file
+from sepgzoo.version import __version__
 
 
 def protocol_settings(recipe: Recipe) -> list[tuple[str, dict[str, Any]]]:
@@ -26,23 +27,39 @@ def protocol_settings(recipe: Recipe) -> list[tuple[str, dict[str, Any]]]:
     return get_dataset(recipe.data.dataset).settings(recipe.eval)
 
 
+def build_protocols(recipe: Recipe, dataset) -> list[Protocol]:
+    """Every evaluation protocol of the recipe on its parsed data set, each trial drawn once.
+
+    The one place a recipe's `eval` section becomes protocols: a run checks it at start-up
+    (`sepgzoo.training.preflight`) and evaluates with it at the end, so no setting can pass the start and fail
+    after the last epoch (a sampler that cannot draw a trial fails here).
+    """
+    protocols = []
+    for name, options in protocol_settings(recipe):
+        protocol = build_protocol(name, dataset, **options)
+        for t in range(protocol.num_trials):
+            protocol.trial(t)
+        protocols.append(protocol)
+    return protocols
+
+
 def evaluate_model(model: torch.nn.Module, recipe: Recipe, device: torch.device | str = "cpu",
-                   plots: str | Path | None = None) -> dict[str, Any]:
+                   plots: str | Path | None = None, dataset=None) -> dict[str, Any]:
     """Every protocol setting of the recipe on its test data; results keyed by protocol name.
 
     With `plots`, also writes the CMC curves and a t-SNE of the first setting's trial-0 embeddings there.
+    `dataset`: the parsed data set when the caller already holds it (opened from the recipe otherwise).
     """
-    dataset = open_dataset(recipe.data)
+    dataset = dataset if dataset is not None else open_dataset(recipe.data)
     features = FeatureCache(model, recipe.eval.batch_size, device, recipe.eval.flip, recipe.data.cache,
                             recipe.data.workers)
     results, first = {}, None
-    for name, options in protocol_settings(recipe):
-        protocol = build_protocol(name, dataset, **options)
+    for protocol in build_protocols(recipe, dataset):
         query = features(protocol.query, protocol.query_modality)
         gallery = features(protocol.gallery, protocol.gallery_modality)
         result = run_trials(protocol, query, gallery)
         result["options"].update(flip_tta=recipe.eval.flip, feature="unit-norm concatenation of L2-normalised part embeddings")
-        results[name] = result
+        results[protocol.name] = result
         first = first or (protocol, query, gallery)
     if plots is not None:
         from sepgzoo.evaluation import plots as plotting
@@ -53,6 +70,15 @@ def evaluate_model(model: torch.nn.Module, recipe: Recipe, device: torch.device 
         plotting.tsne_by_modality(query[split.query_index], gallery[split.gallery_index], protocol.query_modality,
                                   protocol.gallery_modality, Path(plots) / "tsne.png")
     return results
+
+
+def evaluation_report(results: dict[str, Any], recipe: Recipe, model_name: str, epoch: int | None,
+                      selection: str, weights: Path, **extra: Any) -> dict[str, Any]:
+    """What a record holds: the model and checkpoint evaluated (weights sha256), the recipe's data set and flip
+    setting, every protocol's results, and `extra` (the overrides of a later `sepgzoo eval`)."""
+    return {"model": model_name, "epoch": epoch, "selection": selection, "dataset": recipe.data.dataset,
+            "flip_tta": recipe.eval.flip, "weights_sha256": sha256_file(weights), **extra, "results": results,
+            "versions": {"sepgzoo": __version__}}
 
 
 def evaluate_validation(model: torch.nn.Module, samples: list[Sample], recipe: Recipe, device) -> dict[str, float]:
@@ -85,10 +111,10 @@ def check_regdb_trial(meta: dict[str, Any], recipe: Recipe, model_path: Path) ->
 
 
 def evaluate_run(path: str | Path, overrides: list[str] | tuple[str, ...] = (), device: torch.device | str = "cpu",
-                 write: bool = True, plots: str | Path | None = None) -> dict[str, Any]:
-    """Evaluate a run directory or model file with its recipe (plus `--set` overrides).
+                 plots: str | Path | None = None) -> dict[str, Any]:
+    """Evaluate a run directory or model file with its recipe (plus `--set` overrides); writes nothing.
 
-    Writes `metrics.json` beside the model and records the metrics in `model.json` when `write`.
+    `sepgzoo.evaluation.records.write_evaluation_record` keeps the result beside the run, in `evals/`.
     """
     meta = read_meta(path)
     if "recipe" not in meta:
@@ -97,23 +123,17 @@ def evaluate_run(path: str | Path, overrides: list[str] | tuple[str, ...] = (), 
     check_regdb_trial(meta, recipe, Path(path))
     model, _ = load_model(path, device=device)
     results = evaluate_model(model, recipe, device, plots)
-    report = {"model": meta["model"], "epoch": meta.get("epoch"), "selection": meta.get("selection", "last epoch"),
-              "dataset": recipe.data.dataset, "flip_tta": recipe.eval.flip, "results": results}
-    if write:
-        directory = Path(path) if Path(path).is_dir() else Path(path).parent
-        write_json(directory / "metrics.json", report)
-        update_meta(directory, metrics=summarise(results))
-    return report
+    weights, _ = resolve_model_files(path)
+    return evaluation_report(results, recipe, meta["model"], meta.get("epoch"), meta.get("selection", "last epoch"),
+                             weights, checkpoint=str(path), overrides=list(overrides))
 
 
-def evaluate_runs(paths: list[str | Path] | tuple[str | Path, ...], overrides: list[str] | tuple[str, ...] = (),
-                  device: torch.device | str = "cpu") -> dict[str, Any]:
-    """Evaluate several runs, each with its own recipe (a RegDB model on its own split), and average them.
+def average_reports(reports: list[dict[str, Any]], paths: list[str | Path] | tuple[str | Path, ...]) -> dict[str, Any]:
+    """The average of several runs' reports, each evaluated with its own recipe (a RegDB model on its own split).
 
     This is how RegDB is reported: one model per split, tested on that split, the 10 results averaged.
     Every run must be evaluated on the same protocol settings.
     """
-    reports = [evaluate_run(path, overrides, device=device) for path in paths]
     settings = [list(r["results"]) for r in reports]
     if any(s != settings[0] for s in settings):
         raise UserError(f"the runs were evaluated on different protocols ({settings}); average runs of one data set")

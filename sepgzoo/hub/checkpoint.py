@@ -19,6 +19,7 @@ from sepgzoo.preprocess import contract
 
 FORMAT = "sepgzoo-model/1"
 WEIGHTS_NAME = "model.safetensors"
+TRAINING_RECORD = "metrics.json"  # the training's own evaluation, written once (sepgzoo.evaluation.records)
 META_NAME = "model.json"
 
 

@@ -17,7 +17,7 @@ from sepgzoo.atomic import atomic_path, read_json, write_json, write_text
 from sepgzoo.errors import UserError
 from sepgzoo.hub.cache import cache_dir
 from sepgzoo.hub.checkpoint import FORMAT as MODEL_FORMAT
-from sepgzoo.hub.checkpoint import META_NAME, WEIGHTS_NAME, load_model, read_meta, resolve_model_files
+from sepgzoo.hub.checkpoint import META_NAME, TRAINING_RECORD, WEIGHTS_NAME, load_model, read_meta, resolve_model_files
 from sepgzoo.hub.hashing import sha256_file
 from sepgzoo.preprocess import contract
 
@@ -194,14 +194,20 @@ def publish(run: str | Path, tag: str, directory: Path | None = None, url: str |
     directory = directory or weights_dir()
     weights_path, _ = resolve_model_files(run)
     meta = read_meta(run)
-    metrics_path = weights_path.parent / "metrics.json"
+    metrics_path = weights_path.parent / TRAINING_RECORD
     if not metrics_path.is_file() or "metrics" not in meta:
-        raise UserError(f"{run} has no evaluation results (metrics.json); run `sepgzoo eval --checkpoint {run}` first")
+        raise UserError(f"{run} has no training evaluation ({TRAINING_RECORD}, written once at the end of "
+                        "`sepgzoo train` unless train.evaluate is false); the zoo publishes a run's own final "
+                        "evaluation, never a later `sepgzoo eval`")
     selection = meta.get("selection", "last epoch")
     if selection not in HONEST_SELECTIONS and not allow_test_selected:
         raise UserError(f"{run} was selected by {selection!r}; publish it only with --allow-test-selected, "
                         "which labels the entry as test-selected")
     report = json.loads(metrics_path.read_text())
+    recorded_sha = report.get("weights_sha256")
+    if recorded_sha is not None and recorded_sha != sha256_file(weights_path):
+        raise UserError(f"{metrics_path} records weights sha256 {recorded_sha[:12]}..., but {weights_path} has "
+                        f"{sha256_file(weights_path)[:12]}...: the record is not of these weights")
     name = f"{meta['model']}.{tag}"
     recipe = meta["recipe"]
     entry = ZooEntry(

@@ -12,21 +12,25 @@ from tqdm import tqdm
 
 from sepgzoo.atomic import write_text
 from sepgzoo.config import OptimCfg, Recipe, recipe_from_dict
-from sepgzoo.data.sources import dataset_root, open_dataset
+from sepgzoo.data.sources import open_dataset
+from sepgzoo.device import resolve_device
 from sepgzoo.errors import UserError
-from sepgzoo.hub.checkpoint import save_model
+from sepgzoo.hub.checkpoint import WEIGHTS_NAME, save_model
 from sepgzoo.models.sepg import TrainOutput
 from sepgzoo.performance import compile_model, memory_format
 from sepgzoo.training.build import build_model, build_train_loader, num_classes, split_validation
 from sepgzoo.training.diagnostics import TrunkOutput, classifier_fit, trunk_gradient_norms, uniform_cross_entropy
 from sepgzoo.training.distributed import DistInfo, barrier, cleanup, init_distributed
 from sepgzoo.training.losses import LossWeights, sepg_loss
+from sepgzoo.training.preflight import CheckedInputs, check_inputs
 from sepgzoo.training.runs import (
     CsvLog,
+    check_new_run_dir,
     gather_rng_states,
     load_state,
     new_run_dir,
     restore_rng_state,
+    run_dir_path,
     save_state,
     seed_everything,
 )
@@ -36,14 +40,6 @@ SYNC_EVERY = 20  # steps between host syncs (finite-loss check, progress bar); a
 
 class TrainingDiverged(UserError):
     """A loss became NaN or infinite."""
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("train.device = cuda, but no CUDA device is available (use auto or cpu)")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 def lr_factor(epoch: int, cfg: OptimCfg) -> float:
@@ -129,6 +125,21 @@ def forward_loss(net: nn.Module, visible: torch.Tensor, infrared: torch.Tensor, 
     return out, terms
 
 
+#: the progress bar's short name of each loss term of `sepg_loss`, in the order shown
+SHORT_NAMES = {"total": "loss", "id_specific": "id", "paba": "paba", "id_parts": "parts", "cross_centre": "cc"}
+
+
+def progress_postfix(terms: dict[str, torch.Tensor], lr: float, images_per_second: float) -> dict[str, str]:
+    """What the progress bar shows after a step: every loss term by its short name, the lr and images/s.
+
+    The terms are read from the device in one transfer (one host sync for all of them).
+    """
+    shown = [key for key in SHORT_NAMES if key in terms]
+    values = torch.stack([terms[key].detach().float() for key in shown]).tolist()
+    return {**{SHORT_NAMES[key]: f"{value:.3f}" for key, value in zip(shown, values)},
+            "lr": f"{lr:.2e}", "img/s": f"{images_per_second:.0f}"}
+
+
 def restore_scaler(scaler: torch.amp.GradScaler, state: dict[str, Any]) -> None:
     """A run saved without AMP (CPU, amp=false) saved {}, which an enabled scaler refuses: it keeps its defaults."""
     if state:
@@ -140,14 +151,15 @@ class Trainer:
     """Everything one training run holds; `fit()` runs the remaining epochs."""
 
     recipe: Recipe
-    run_dir: Path
+    run_dir: Path | None  # None until `open_run`: building a trainer writes nothing
     dist: DistInfo
     device: torch.device
     state: dict[str, Any] | None = None  # a loaded last.pt to resume from
+    dataset: Any = None  # the parsed data set (opened from the recipe when None)
 
     def __post_init__(self) -> None:
         r = self.recipe
-        dataset = open_dataset(r.data)
+        dataset = self.dataset if self.dataset is not None else open_dataset(r.data)
         self.train_samples, self.val_samples = split_validation(list(dataset.train), r.data.val_ids)
         self.num_classes = num_classes(self.train_samples)
         self.model = build_model(r.model, self.num_classes, (r.data.height, r.data.width)).to(self.device)
@@ -159,18 +171,23 @@ class Trainer:
         self.loader, self.sampler = build_train_loader(r.data, self.train_samples, r.train.seed, self.dist,
                                                        r.train.iters_per_epoch, self.device)
         self.weights = loss_weights(r)
-        if r.train.compile and r.train.log_grad_norms:
-            raise UserError("train.compile and train.log_grad_norms cannot be combined: the gradient norms need the "
-                            "trunk output inside the compiled graph; turn one of them off")
         self.trunk_output = TrunkOutput(self.model.trunk) if r.train.log_grad_norms else None
         self.start_epoch = 0
         if self.state is not None:
             self._restore(self.state)
         self.net = self._wrap(self.model)
-        self.log = CsvLog(self.run_dir / "log.csv") if self.dist.is_main else None
-        if self.log is not None:
-            self.log.rows = [row for row in self.log.rows if int(row["epoch"]) <= self.start_epoch]  # 1-based epochs
-        self.tensorboard = _tensorboard_writer(self.run_dir) if self.dist.is_main else None
+        self.log, self.tensorboard = None, None
+        if self.run_dir is not None:
+            self.open_run(self.run_dir)
+
+    def open_run(self, run_dir: Path) -> None:
+        """Start writing into the run folder (rank 0): the epoch log (kept up to the resumed epoch), TensorBoard."""
+        self.run_dir = run_dir
+        if not self.dist.is_main:
+            return
+        self.log = CsvLog(run_dir / "log.csv")
+        self.log.rows = [row for row in self.log.rows if int(row["epoch"]) <= self.start_epoch]  # 1-based epochs
+        self.tensorboard = _tensorboard_writer(run_dir)
 
     def _wrap(self, model: nn.Module) -> nn.Module:
         """The module the steps call: `model` in the training memory format, under DDP, compiled (train.compile)."""
@@ -206,10 +223,9 @@ class Trainer:
         for step, (visible, infrared, labels_vis, labels_ir) in enumerate(bar):
             terms = self.train_step(visible, infrared, labels_vis, labels_ir)
             stats.add(terms, visible.shape[0] + infrared.shape[0])
-            if (step + 1) % SYNC_EVERY == 0:
+            if (step + 1) % SYNC_EVERY == 0 or step + 1 == len(self.loader):
                 self._check_finite(stats, epoch)
-                bar.set_postfix(loss=f"{float(terms['total']):.3f}", lr=f"{self.scheduler.get_last_lr()[-1]:.2e}",
-                                img_s=f"{stats.images_per_second:.0f}")
+                bar.set_postfix(progress_postfix(terms, self.scheduler.get_last_lr()[-1], stats.images_per_second))
         bar.close()
         self._check_finite(stats, epoch)
         return stats
@@ -304,6 +320,9 @@ def _format_row(row: dict[str, Any]) -> str:
 def train(recipe: Recipe, output: str | Path | None = None, resume: str | Path | None = None) -> Path:
     """Train a recipe (or continue a run with `resume`); returns the run directory.
 
+    Everything the run needs (data, evaluation protocols, model, sampler, run folder) is checked before the
+    run folder is created (`sepgzoo.training.preflight`).
+
     Example:
         >>> run = train(load_recipe("synthetic"), output="runs/demo")
     """
@@ -312,18 +331,22 @@ def train(recipe: Recipe, output: str | Path | None = None, resume: str | Path |
         run_dir, state = load_state(resume)
         recipe = recipe_from_dict(state["recipe"])
     device = resolve_device(recipe.train.device)
-    dataset_root(recipe.data)  # a wrong data.root is refused before any run folder is written
     dist_info = init_distributed(device.type, recipe.train.dist_timeout_s)
     try:
         if device.type == "cuda":
             device = torch.device("cuda", dist_info.local_rank)
             torch.cuda.set_device(device)
         if state is None:
-            run_dir = new_run_dir(recipe.name, output) if dist_info.is_main else Path(output or "")
+            run_dir = run_dir_path(recipe.name, output) if dist_info.is_main else Path(output or "")
+            if dist_info.is_main:
+                check_new_run_dir(run_dir)
             seed_everything(recipe.train.seed + dist_info.rank)
+        checked = check_inputs(recipe)
+        trainer = Trainer(recipe, None, dist_info, device, state, dataset=checked.dataset)
         if dist_info.is_main and state is None:
+            new_run_dir(run_dir)
             write_text(run_dir / "recipe.yaml", recipe.to_yaml())
-        trainer = Trainer(recipe, run_dir, dist_info, device, state)
+        trainer.open_run(run_dir)
         if dist_info.is_main:
             tqdm.write(f"training {recipe.name}: {trainer.num_classes} identities, world size {dist_info.world_size}, "
                        f"device {device}, epochs {trainer.start_epoch + 1}..{recipe.train.epochs} -> {run_dir}")
@@ -339,9 +362,27 @@ def train(recipe: Recipe, output: str | Path | None = None, resume: str | Path |
 
             plot_run_curves(run_dir)
         if recipe.train.evaluate:
-            from sepgzoo.evaluation.evaluate import evaluate_run
-
-            evaluate_run(run_dir, device=device)
+            record_final_evaluation(trainer, checked)
         return run_dir
     finally:
         cleanup(dist_info)
+
+
+def record_final_evaluation(trainer: Trainer, checked: CheckedInputs) -> None:
+    """The training's own evaluation of its last epoch, written once as the run's `metrics.json`.
+
+    The model evaluated is the one in memory, in the memory format it is saved and loaded in, so the record
+    equals what `sepgzoo eval` computes from the saved files. A resumed run that already holds its record
+    (every epoch done and evaluated) keeps it.
+    """
+    from sepgzoo.evaluation.evaluate import evaluate_model, evaluation_report
+    from sepgzoo.evaluation.records import TRAINING_RECORD, write_training_record
+
+    if (trainer.run_dir / TRAINING_RECORD).is_file():
+        tqdm.write(f"{trainer.run_dir / TRAINING_RECORD} already holds this run's evaluation; kept as it is")
+        return
+    model = trainer.model.to(memory_format=torch.contiguous_format)
+    results = evaluate_model(model, trainer.recipe, trainer.device, dataset=checked.dataset)
+    report = evaluation_report(results, trainer.recipe, model.model_name, trainer.recipe.train.epochs,
+                               "last epoch", trainer.run_dir / WEIGHTS_NAME)
+    write_training_record(trainer.run_dir, report)

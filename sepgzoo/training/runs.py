@@ -8,6 +8,7 @@ with `torch.load(path, weights_only=True)`.
 
 import csv
 import io
+import os
 import random
 import time
 import warnings
@@ -29,15 +30,29 @@ STATE_FORMAT = "sepgzoo-train-state/2"
 READABLE_FORMATS = ("sepgzoo-train-state/1", STATE_FORMAT)
 
 
-def new_run_dir(recipe_name: str, output: str | Path | None) -> Path:
-    """`--output DIR`, or runs/<recipe>-<timestamp>; an existing non-empty folder is never overwritten."""
-    path = Path(output) if output else Path("runs") / f"{recipe_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+def run_dir_path(recipe_name: str, output: str | Path | None) -> Path:
+    """`--output DIR`, or runs/<recipe>-<timestamp>."""
+    return Path(output) if output else Path("runs") / f"{recipe_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def check_new_run_dir(path: Path) -> None:
+    """Refuse, before anything is built or written, a run folder that is a file, is not empty, or cannot be
+    created (the nearest existing folder above it is not writable). Creates nothing."""
     if path.exists() and not path.is_dir():
         raise UserError(f"output {path} is a file; expected a folder for the run (choose another --output)")
     if path.exists() and any(path.iterdir()):
         raise UserError(
             f"output folder {path} is not empty; choose another --output or continue it with --resume {path}"
         )
+    existing = next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot create the run folder {path}: {existing} is not a writable folder; "
+                        "choose another --output")
+
+
+def new_run_dir(path: Path) -> Path:
+    """Create a checked run folder (`check_new_run_dir`); an existing non-empty folder is never overwritten."""
+    check_new_run_dir(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
