@@ -28,6 +28,7 @@ from sepgzoo.data.protocols import (
     agw_walk,
     check_choice,
     group_by_id_and_camera,
+    refuse_sysu_only_keys,
     with_fixed_options,
 )
 from sepgzoo.data.registry import DatasetSpec, count_row, register_dataset
@@ -118,6 +119,7 @@ PROTOCOLS = {f"llcm_{d}": with_fixed_options(LLCMProtocol, direction=d) for d in
 
 def settings(eval_cfg) -> list[tuple[str, dict]]:
     """What `sepgzoo eval` runs: eval.direction ("both": v2i and i2v), eval.trials sampled galleries each."""
+    refuse_sysu_only_keys(eval_cfg, "LLCM")
     directions = ("v2i", "i2v") if eval_cfg.direction == "both" else (eval_cfg.direction,)
     return [(f"llcm_{d}", {"num_trials": eval_cfg.trials}) for d in directions]
 

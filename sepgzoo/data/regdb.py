@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sepgzoo.data.datasets import INFRARED, VISIBLE, Sample, check_paired, read_label_list, relabel, require_dir
-from sepgzoo.data.protocols import DISTANCE, AllPairsProtocol, check_choice, with_fixed_options
+from sepgzoo.data.protocols import DISTANCE, AllPairsProtocol, check_choice, refuse_sysu_only_keys, with_fixed_options
 from sepgzoo.data.registry import DatasetSpec, count_row, register_dataset
 from sepgzoo.errors import UserError
 
@@ -85,6 +85,7 @@ PROTOCOLS = {f"regdb_{d}": with_fixed_options(RegDBProtocol, direction=d) for d 
 
 def settings(eval_cfg) -> list[tuple[str, dict]]:
     """What `sepgzoo eval` runs: eval.direction ("both": v2i and i2v) on the recipe's split (one trial each)."""
+    refuse_sysu_only_keys(eval_cfg, "RegDB")
     directions = ("v2i", "i2v") if eval_cfg.direction == "both" else (eval_cfg.direction,)
     return [(f"regdb_{d}", {}) for d in directions]
 

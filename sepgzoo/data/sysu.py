@@ -209,7 +209,12 @@ PROTOCOLS = {f"sysu_{m}_{s}": with_fixed_options(SYSUProtocol, mode=m, shot=s)
 
 
 def settings(eval_cfg) -> list[tuple[str, dict]]:
-    """What `sepgzoo eval` runs: eval.mode ("both": all and indoor) x eval.shot, with eval.sampler and eval.trials."""
+    """What `sepgzoo eval` runs: eval.mode ("both": all and indoor) x eval.shot, with eval.sampler and eval.trials.
+
+    SYSU-MM01 is evaluated infrared -> visible only: eval.direction v2i is refused (both and i2v mean i2v).
+    """
+    if eval_cfg.direction == "v2i":
+        raise UserError("eval.direction = 'v2i': SYSU-MM01 is evaluated infrared -> visible only (i2v, or both)")
     modes = ("all", "indoor") if eval_cfg.mode == "both" else (eval_cfg.mode,)
     return [(f"sysu_{m}_{eval_cfg.shot}", {"sampler": eval_cfg.sampler, "num_trials": eval_cfg.trials}) for m in modes]
 
