@@ -208,6 +208,12 @@ def _compile_without_grad_norms(recipe: "Recipe") -> None:
                         "trunk output inside the compiled graph; turn one of them off")
 
 
+def _sync_bn_with_joint_part_norm(recipe: "Recipe") -> None:
+    if recipe.train.sync_bn and recipe.model.part_norm == "modality":
+        raise UserError("train.sync_bn synchronises torch BatchNorm layers only, not the per-modality part-head "
+                        "statistics of model.part_norm = 'modality'; use model.part_norm=joint with sync_bn")
+
+
 def _some_loss_term(recipe: "Recipe") -> None:
     loss = recipe.loss
     if not (loss.id_specific or loss.paba or loss.id_parts or loss.cross_centre):
@@ -217,7 +223,8 @@ def _some_loss_term(recipe: "Recipe") -> None:
 
 #: rules between keys of different sections, checked whenever a recipe is built (the data-dependent ones,
 #: protocols and samplers, are checked by `sepgzoo.training.preflight` before a run starts)
-CROSS_KEY_RULES = (_val_ids_below_synthetic_ids, _compile_without_grad_norms, _some_loss_term)
+CROSS_KEY_RULES = (_val_ids_below_synthetic_ids, _compile_without_grad_norms, _sync_bn_with_joint_part_norm,
+                   _some_loss_term)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from sepgzoo.config import load_recipe, recipe_from_dict
-from sepgzoo.data.rules import METRIC_RULES, MetricRule, keep_mask
+from sepgzoo.data.rules import CMC_VARIANTS, METRIC_RULES, REMOVALS, MetricRule, keep_mask, metric_rule
 from sepgzoo.evaluation.metrics import evaluate
 from sepgzoo.models.seg import SpectralEnhance, spectral_enhance
 from sepgzoo.training.losses import paba_loss
@@ -30,6 +30,7 @@ def retrieval_cases(draw):
 
 
 def _has_match(q_pids, g_pids, q_cams, g_cams, rule) -> bool:
+    """Some query keeps a true match after the removal (one without is excluded from every metric)."""
     kept = keep_mask(rule, q_pids, g_pids, q_cams, g_cams)
     return bool(((q_pids[:, None] == g_pids[None, :]) & kept).any(1).any())
 
@@ -38,7 +39,7 @@ def _has_match(q_pids, g_pids, q_cams, g_cams, rule) -> bool:
 @given(retrieval_cases(), st.sampled_from(RULES))
 def test_a_perfect_ranking_scores_one(case, rule):
     q_pids, g_pids, q_cams, g_cams, rng = case
-    assume(_has_match(q_pids, g_pids, q_cams, g_cams, rule))  # a query without a true match left is excluded from every metric
+    assume(_has_match(q_pids, g_pids, q_cams, g_cams, rule))
     same = q_pids[:, None] == g_pids[None, :]
     distmat = np.where(same, rng.uniform(0, 1, same.shape), rng.uniform(2, 3, same.shape))  # matches first
     result = evaluate(distmat, q_pids, g_pids, q_cams, g_cams, rule=rule, max_rank=5)
@@ -50,7 +51,7 @@ def test_a_perfect_ranking_scores_one(case, rule):
 @given(retrieval_cases(), st.sampled_from(RULES))
 def test_permuting_the_gallery_with_its_labels_changes_nothing(case, rule):
     q_pids, g_pids, q_cams, g_cams, rng = case
-    assume(_has_match(q_pids, g_pids, q_cams, g_cams, rule))  # a query without a true match left is excluded from every metric
+    assume(_has_match(q_pids, g_pids, q_cams, g_cams, rule))
     distmat = rng.uniform(0, 1, (len(q_pids), len(g_pids)))  # continuous: no ties to break by gallery order
     order = rng.permutation(len(g_pids))
     before = evaluate(distmat, q_pids, g_pids, q_cams, g_cams, rule=rule, max_rank=5)
@@ -60,10 +61,10 @@ def test_permuting_the_gallery_with_its_labels_changes_nothing(case, rule):
 
 
 @FAST
-@given(retrieval_cases(), st.sampled_from(["none", "same_id_same_cam", "cam2_for_cam3"]))
+@given(retrieval_cases(), st.sampled_from(sorted(REMOVALS)))
 def test_the_deduplicated_cmc_is_never_below_the_standard_one(case, removal):
     q_pids, g_pids, q_cams, g_cams, rng = case
-    assume(_has_match(q_pids, g_pids, q_cams, g_cams, MetricRule(removal, "standard")))  # a query without a true match left is excluded from every metric
+    assume(_has_match(q_pids, g_pids, q_cams, g_cams, MetricRule(removal, "standard")))
     distmat = np.round(rng.uniform(0, 1, (len(q_pids), len(g_pids))), 1)  # ties included
     dedup = evaluate(distmat, q_pids, g_pids, q_cams, g_cams, rule=MetricRule(removal, "dedup"), max_rank=10)
     standard = evaluate(distmat, q_pids, g_pids, q_cams, g_cams, rule=MetricRule(removal, "standard"), max_rank=10)
@@ -72,15 +73,84 @@ def test_the_deduplicated_cmc_is_never_below_the_standard_one(case, removal):
     assert dedup["mAP"] == pytest.approx(standard["mAP"])  # mAP never deduplicates
 
 
+def removed_by_loop(removal: str, q_pids, g_pids, q_cams, g_cams) -> np.ndarray:
+    """The removal rules of docs/protocols.md written out one (query, gallery item) pair at a time."""
+    removed = np.zeros((len(q_pids), len(g_pids)), dtype=bool)
+    for i in range(len(q_pids)):
+        for j in range(len(g_pids)):
+            if removal == "same_id_same_cam":
+                removed[i, j] = q_pids[i] == g_pids[j] and q_cams[i] == g_cams[j]
+            elif removal == "cam2_for_cam3":
+                removed[i, j] = q_cams[i] == 3 and g_cams[j] == 2
+    return removed
+
+
 @FAST
-@given(retrieval_cases(), st.sampled_from(["same_id_same_cam", "cam2_for_cam3"]))
-def test_removal_never_adds_matches(case, removal):
+@given(retrieval_cases(), st.sampled_from(sorted(REMOVALS)))
+def test_keep_mask_removes_exactly_the_items_the_rule_names(case, removal):
     q_pids, g_pids, q_cams, g_cams, _ = case
-    kept = keep_mask(MetricRule(removal, "standard"), q_pids, g_pids, q_cams, g_cams)
-    everything = keep_mask("standard", q_pids, g_pids, q_cams, g_cams)
-    assert everything.all() and (kept <= everything).all()
-    same = q_pids[:, None] == g_pids[None, :]
-    assert ((same & kept).sum(1) <= same.sum(1)).all()
+    expected = ~removed_by_loop(removal, q_pids, g_pids, q_cams, g_cams)
+    for cmc in CMC_VARIANTS:  # the CMC variant plays no part in what is removed
+        np.testing.assert_array_equal(keep_mask(MetricRule(removal, cmc), q_pids, g_pids, q_cams, g_cams), expected)
+    for name, rule in METRIC_RULES.items():  # the named rules remove what their removal says
+        if rule.removal == removal:
+            np.testing.assert_array_equal(keep_mask(name, q_pids, g_pids, q_cams, g_cams), expected)
+
+
+def one_query(distmat, q_pids, g_pids, q_cams, g_cams, i: int, columns: np.ndarray, rule) -> dict | None:
+    """Metrics of query i alone against the gallery items `columns` (None when the rule leaves it no true match)."""
+    removed = removed_by_loop(metric_rule(rule).removal, q_pids[i : i + 1], g_pids[columns], q_cams[i : i + 1],
+                              g_cams[columns])[0]
+    if not ((g_pids[columns] == q_pids[i]) & ~removed).any():
+        return None
+    return evaluate(distmat[i : i + 1, columns], q_pids[i : i + 1], g_pids[columns], q_cams[i : i + 1],
+                    g_cams[columns], rule=rule, max_rank=10)
+
+
+@FAST
+@given(retrieval_cases(), st.sampled_from(sorted(REMOVALS)), st.sampled_from(CMC_VARIANTS))
+def test_a_removed_item_counts_as_if_it_were_not_in_the_gallery(case, removal, cmc):
+    """Removed items are skipped, not re-ranked: each query scores as on a gallery without them, and the
+    averages are over the queries that keep a true match."""
+    q_pids, g_pids, q_cams, g_cams, rng = case
+    distmat = np.round(rng.uniform(0, 1, (len(q_pids), len(g_pids))), 1)  # ties included: gallery order breaks them
+    removed = removed_by_loop(removal, q_pids, g_pids, q_cams, g_cams)
+    alone = [one_query(distmat, q_pids, g_pids, q_cams, g_cams, i, np.flatnonzero(~removed[i]),
+                       MetricRule("none", cmc)) for i in range(len(q_pids))]
+    alone = [r for r in alone if r is not None]
+    assume(alone)  # a query without a true match left is excluded from every metric
+    result = evaluate(distmat, q_pids, g_pids, q_cams, g_cams, rule=MetricRule(removal, cmc), max_rank=10)
+    assert result["num_valid_queries"] == len(alone)
+    np.testing.assert_allclose(result["cmc"], np.mean([r["cmc"] for r in alone], axis=0), rtol=0, atol=1e-12)
+    assert result["mAP"] == pytest.approx(np.mean([r["mAP"] for r in alone]), abs=1e-12)
+    assert result["mINP"] == pytest.approx(np.mean([r["mINP"] for r in alone]), abs=1e-12)
+
+
+@FAST
+@given(retrieval_cases(), st.sampled_from(RULES), st.data())
+def test_deleting_an_item_of_another_identity_never_lowers_a_score_and_after_the_last_match_changes_none(
+        case, rule, data):
+    """A wrong identity ranked before a true match only pushes matches down: without it no rank, AP or INP is
+    worse. Ranked after the query's last true match it is never looked at: without it every number is the same."""
+    q_pids, g_pids, q_cams, g_cams, rng = case
+    distmat = np.round(rng.uniform(0, 1, (len(q_pids), len(g_pids))), 1)  # ties included: gallery order breaks them
+    i = data.draw(st.integers(0, len(q_pids) - 1), label="query")
+    others = np.flatnonzero(g_pids != q_pids[i])
+    assume(len(others) > 0)
+    j = data.draw(st.sampled_from(others.tolist()), label="deleted gallery item")
+    everything = np.arange(len(g_pids))
+    before = one_query(distmat, q_pids, g_pids, q_cams, g_cams, i, everything, rule)
+    assume(before is not None)  # a query without a true match left is excluded from every metric
+    after = one_query(distmat, q_pids, g_pids, q_cams, g_cams, i, everything[everything != j], rule)
+    assert (after["cmc"] >= before["cmc"]).all()
+    assert after["mAP"] >= before["mAP"] - 1e-12 and after["mINP"] >= before["mINP"] - 1e-12
+    rank = np.empty(len(g_pids), dtype=int)
+    rank[np.argsort(distmat[i], kind="stable")] = everything  # position in the ranked list, ties in gallery order
+    removed = removed_by_loop(metric_rule(rule).removal, q_pids[i : i + 1], g_pids, q_cams[i : i + 1], g_cams)[0]
+    if rank[j] > rank[(g_pids == q_pids[i]) & ~removed].max():
+        np.testing.assert_array_equal(after["cmc"], before["cmc"])
+        assert after["mAP"] == pytest.approx(before["mAP"], abs=1e-12)
+        assert after["mINP"] == pytest.approx(before["mINP"], abs=1e-12)
 
 
 @st.composite

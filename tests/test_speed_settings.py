@@ -1,5 +1,6 @@
 """Speed settings keep the numbers: channels_last (now on CPU too) and train.compile give the same step; the
-loader flags follow the device; feature extraction in channels_last leaves the model as it was."""
+benchmark's step is the trainer's (eq. 9 computed here); the loader flags follow the device; feature extraction in
+channels_last leaves the model as it was."""
 
 import copy
 import json
@@ -7,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from test_losses import loop_paba
 from test_train import run_cli, tiny_overrides
 
 from sepgzoo import performance
@@ -97,18 +99,93 @@ def test_bench_train_reports_and_switches_the_memory_format(monkeypatch):
     assert default["warmup_steps"] == 0 and default["warmup_s"] == 0
 
 
-def test_bench_step_matches_the_trainer_step_in_channels_last(sysu_root, tmp_path):
-    trainer = _trainer(sysu_root, tmp_path)
-    model = copy.deepcopy(trainer.model)  # channels_last, as the trainer made it
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
-    visible, infrared = torch.rand(4, 3, 64, 32), torch.rand(4, 3, 64, 32)
-    labels = torch.tensor([0, 0, 1, 1])
-    fmt = performance.memory_format(trainer.recipe.train.channels_last)
-    bench_loss = bench.training_step(model, optimizer, scaler, visible.contiguous(memory_format=fmt),
-                                     infrared.contiguous(memory_format=fmt), labels, trainer.weights, False)
-    engine_loss = trainer.train_step(visible, infrared, labels, labels)["total"]
-    torch.testing.assert_close(bench_loss, engine_loss, rtol=0, atol=0)
+#: eq. 9 weights of the paper (lambda1, lambda2, lambda3): the shipped recipes' and `sepgzoo bench train`'s
+PAPER_WEIGHTS = {"id_specific": 1.0, "paba": 2.5, "id_parts": 1.0}
+
+
+def eq9_by_hand(out, labels: torch.Tensor) -> dict[str, float]:
+    """Eq. 9 from a training forward's outputs, in float64: the ID losses as the mean of -log softmax at the label
+    (the global branch, and each part, summed over parts), PABA by loops (test_losses.loop_paba), weighted 1/2.5/1."""
+    both = torch.cat([labels, labels])  # visible rows first, then infrared: the same identities in each
+    rows = torch.arange(len(both))
+
+    def cross_entropy(logits: torch.Tensor) -> float:
+        return float(-logits.double().log_softmax(-1)[rows, both].mean())
+
+    parts, nv = out.part_embeddings.double(), out.num_visible
+    terms = {"id_specific": cross_entropy(out.global_logits),
+             "id_parts": sum(cross_entropy(logits) for logits in out.part_logits),
+             "paba": loop_paba(parts[:, :nv], parts[:, nv:], labels, labels, margin=0.5)}
+    weighted = {key: PAPER_WEIGHTS[key] * value for key, value in terms.items()}
+    return {**weighted, "total": sum(weighted.values())}
+
+
+def training_outputs(model: torch.nn.Module, visible: torch.Tensor, infrared: torch.Tensor, amp: bool):
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.float16, enabled=amp):
+        return copy.deepcopy(model).train()((visible, infrared))
+
+
+def identity_blocks(labels: torch.Tensor, ids: int, per_id: int) -> bool:
+    """`ids` distinct identities, each `per_id` times in a row: the P x K layout of a training batch."""
+    blocks = labels.view(ids, per_id)
+    return bool((blocks == blocks[:, :1]).all()) and len(set(blocks[:, 0].tolist())) == ids
+
+
+def test_bench_step_takes_the_trainers_batch_layout_and_both_compute_eq9(sysu_root, tmp_path, monkeypatch):
+    """`sepgzoo bench train` times the trainer's step: the same P x (K + K) layout, memory format and loss weights,
+    and on the same model and images the bench's loss, the trainer's terms and eq. 9 computed here agree
+    (float32, and float16 autocast with the loss on float32 outputs, as on CUDA)."""
+    trainer = _trainer(sysu_root, tmp_path)  # test_sepg, 64 x 32, P = 2, K = 2, channels_last (the default)
+    data = trainer.recipe.data
+    assert {key: getattr(trainer.weights, key) for key in PAPER_WEIGHTS} == PAPER_WEIGHTS
+    assert trainer.weights.cross_centre == 0 and trainer.weights.margin == 0.5
+    initial = copy.deepcopy(trainer.model)
+    seen = {}
+    real_step = bench.training_step
+
+    def the_trainers_model(name, num_classes, input_size):
+        seen["built"] = (name, num_classes, input_size)
+        return copy.deepcopy(initial)
+
+    def recording_step(net, optimizer, scaler, visible, infrared, labels, weights, use_amp):
+        loss = real_step(net, optimizer, scaler, visible, infrared, labels, weights, use_amp)
+        seen.setdefault("step", ((visible.clone(), infrared.clone(), labels.clone()), weights, use_amp, loss))
+        return loss
+
+    monkeypatch.setattr(bench, "create_model", the_trainers_model)
+    monkeypatch.setattr(bench, "training_step", recording_step)
+    bench.bench_training_step("test_sepg", data.ids_per_batch, data.images_per_id, (data.height, data.width), steps=1,
+                              device=torch.device("cpu"), classes=trainer.num_classes, warmup=0)
+    assert seen["built"] == ("test_sepg", trainer.num_classes, (data.height, data.width))
+    (visible, infrared, labels), weights, use_amp, bench_loss = seen["step"]
+
+    # the layout: the trainer's loader and the bench both give P identities x K images, the same in each modality
+    loader_visible, loader_infrared, labels_visible, labels_infrared = next(iter(trainer.loader))
+    assert visible.shape == loader_visible.shape and infrared.shape == loader_infrared.shape
+    assert torch.equal(labels_visible, labels_infrared)
+    for batch_labels in (labels, labels_visible):
+        assert identity_blocks(batch_labels, data.ids_per_batch, data.images_per_id)
+    assert visible.is_contiguous(memory_format=CL) and infrared.is_contiguous(memory_format=CL)
+    assert weights == trainer.weights and use_amp is False  # autocast is for CUDA only
+
+    # the numbers: eq. 9 of the same model's outputs on the same images, float32 and float16 autocast
+    totals = {}
+    for amp in (False, True):
+        expected = eq9_by_hand(training_outputs(initial, visible, infrared, amp), labels)
+        totals[amp] = expected["total"]
+        if amp:  # on a CPU only a direct call takes the CUDA path: float16 autocast, the loss on float32 outputs
+            model = copy.deepcopy(initial)
+            bench_loss = real_step(model, torch.optim.SGD(model.parameters(), lr=0.01),
+                                   torch.amp.GradScaler("cpu", enabled=False), visible, infrared, labels, weights, True)
+        trainer.model.load_state_dict(initial.state_dict())
+        trainer.amp = amp
+        terms = trainer.train_step(visible, infrared, labels, labels)
+        assert bench_loss.dtype == torch.float32 and terms["total"].dtype == torch.float32
+        assert float(bench_loss) == pytest.approx(expected["total"], rel=1e-4), amp
+        assert "cross_centre" not in terms
+        for key, value in expected.items():
+            assert float(terms[key]) == pytest.approx(value, rel=1e-4), (amp, key)
+    assert totals[True] != pytest.approx(totals[False], rel=1e-4)  # float16 autocast really ran
 
 
 def test_conv_calls_sees_every_convolution_of_a_step_once_at_its_batch():

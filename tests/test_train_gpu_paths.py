@@ -1,7 +1,7 @@
 """The GPU/DDP code paths that can be checked on CPU: per-rank RNG state, scaler resume, the end of a DDP run,
-step-time host syncs, the benchmark's loss, and rank-0-only reporting (2 gloo processes where it matters)."""
+step-time host syncs and rank-0-only reporting (2 gloo processes where it matters). The benchmark's step against
+the trainer's and eq. 9: tests/test_speed_settings.py."""
 
-import copy
 import json
 import os
 import random
@@ -16,7 +16,7 @@ import torch
 from test_train import as_args, run_cli, tiny_overrides
 
 from sepgzoo.config import load_recipe, recipe_from_dict
-from sepgzoo.training import bench, engine, runs
+from sepgzoo.training import engine, runs
 from sepgzoo.training.distributed import DistInfo
 
 
@@ -132,11 +132,11 @@ def test_slow_final_evaluation_on_rank_0_outlasts_the_process_group_timeout(sysu
         import sepgzoo.evaluation.evaluate
         from sepgzoo.cli import main
 
-        real = sepgzoo.evaluation.evaluate.evaluate_run
-        def slow_evaluate_run(*args, **kwargs):
+        real = sepgzoo.evaluation.evaluate.evaluate_model
+        def slow_evaluate_model(*args, **kwargs):
             time.sleep(14)
             return real(*args, **kwargs)
-        sepgzoo.evaluation.evaluate.evaluate_run = slow_evaluate_run
+        sepgzoo.evaluation.evaluate.evaluate_model = slow_evaluate_model
         main(sys.argv[1:])
     """, "train", "--recipe", "synthetic", *as_args(tiny_overrides(sysu_root, epochs=1)), "--set", "train.device=cpu",
         "--set", "train.dist_timeout_s=10", "--output", str(run))
@@ -200,19 +200,3 @@ def test_nan_loss_is_noticed_at_the_next_check_and_names_its_epoch_and_iteration
     with pytest.raises(engine.TrainingDiverged, match="epoch 1, iteration 3 .*noticed at iteration 4"):
         engine.train(recipe, output=tmp_path / "nan")
     assert len(calls) == 4  # stopped at the check after step 4, not at the end of the 6-step epoch
-
-
-# -- 5. the benchmark times the trainer's loss ------------------------------------------------------------------------
-def test_bench_step_and_trainer_step_compute_the_same_loss(sysu_root, tmp_path):
-    recipe = load_recipe("synthetic", tiny_overrides(sysu_root, epochs=1) + ["train.device=cpu"])
-    trainer = engine.Trainer(recipe, tmp_path, DistInfo(), torch.device("cpu"))
-    trainer.amp = True  # float16 autocast on CPU, so a loss on float16 outputs would differ from the float32 one
-    model = copy.deepcopy(trainer.model)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
-    visible, infrared = torch.rand(4, 3, 64, 32), torch.rand(4, 3, 64, 32)
-    labels = torch.tensor([0, 0, 1, 1])
-    bench_loss = bench.training_step(model, optimizer, scaler, visible, infrared, labels, trainer.weights, True)
-    engine_loss = trainer.train_step(visible, infrared, labels, labels)["total"]
-    assert bench_loss.dtype == torch.float32
-    torch.testing.assert_close(bench_loss, engine_loss, rtol=0, atol=0)

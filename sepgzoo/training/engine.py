@@ -196,6 +196,9 @@ class Trainer:
         if not self.dist.enabled:
             return compile_model(model, cfg.compile)
         if cfg.sync_bn:
+            if self.device.type != "cuda":
+                raise UserError(f"train.sync_bn = true needs CUDA devices (SyncBatchNorm does not run on "
+                                f"{self.device.type}); set train.sync_bn=false for this run")
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         unused = not (self.weights.id_specific and self.weights.id_parts)
         ids = [self.device.index] if self.device.type == "cuda" else None
