@@ -177,13 +177,15 @@ def test_the_cli_prints_the_milestone_warning_as_one_line():
     assert result.returncode == 0, result.stderr
     assert "epochs: 2" in result.stdout
     lines = [line for line in result.stderr.splitlines() if "optim.milestones" in line or "Warning" in line]
-    assert lines == ["warning: optim.milestones [80, 105] lie at or past train.epochs = 2: the lr is never decayed there"]
+    assert lines == ["warning: optim.milestones [80, 105] lie at or past train.epochs = 2: "
+                     "the lr is never decayed there"]
 
 
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["train.compile=true", "train.log_grad_norms=true"], "train.compile and train.log_grad_norms cannot be combined"),
+        (["train.compile=true", "train.log_grad_norms=true"],
+         "train.compile and train.log_grad_norms cannot be combined"),
         (["loss.id_specific=0", "loss.paba=0", "loss.id_parts=0"], "expected at least one loss term"),
     ],
 )

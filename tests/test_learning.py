@@ -8,12 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sepgzoo.config import load_recipe
+from sepgzoo.config import LossCfg, load_recipe
 from sepgzoo.hub.factory import create_model
 from sepgzoo.models.layers import CosineClassifier, ModalityBatchNorm1d
 from sepgzoo.training.diagnostics import classifier_fit, trunk_gradient_norms
 from sepgzoo.training.engine import train
-from sepgzoo.training.losses import LossWeights, sepg_loss
+from sepgzoo.training.losses import sepg_loss
 
 SIZE = (64, 32)
 
@@ -89,7 +89,7 @@ def test_trunk_gradient_norms_match_autograd_per_term():
     shared = []
     model.trunk.register_forward_hook(lambda mod, inp, out: shared.append(out))
     labels_v, labels_i = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 0, 1, 1])
-    terms = sepg_loss(model((images(4, 6), images(4, 7))), labels_v, labels_i, LossWeights(paba=2.5))
+    terms = sepg_loss(model((images(4, 6), images(4, 7))), labels_v, labels_i, LossCfg(paba=2.5))
     norms = trunk_gradient_norms(terms, shared[0])
     assert set(norms) == {"grad_id_specific", "grad_id_parts", "grad_paba"}
     (expected,) = torch.autograd.grad(terms["paba"], shared[0], retain_graph=True)

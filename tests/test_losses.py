@@ -6,8 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from sepgzoo.config import LossCfg
 from sepgzoo.models.sepg import TrainOutput
-from sepgzoo.training.losses import LossWeights, cross_centre_loss, paba_loss, sepg_loss
+from sepgzoo.training.losses import cross_centre_loss, paba_loss, sepg_loss
 
 
 def loop_paba(parts_a, parts_b, labels_a, labels_b, margin):
@@ -82,11 +83,11 @@ def test_total_loss_is_the_weighted_sum_of_eq9():
         num_visible=batch,
     )
     yv, yi = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 0, 1, 1])
-    terms = sepg_loss(out, yv, yi, LossWeights(id_specific=1.0, paba=2.5, id_parts=1.0))
+    terms = sepg_loss(out, yv, yi, LossCfg(id_specific=1.0, paba=2.5, id_parts=1.0))
     labels = torch.cat([yv, yi])
     id_specific = F.cross_entropy(out.global_logits, labels)
     id_parts = sum(F.cross_entropy(out.part_logits[i], labels) for i in range(parts))
     paba = paba_loss(out.part_embeddings[:, :batch], out.part_embeddings[:, batch:], yv, yi, 0.5)
     assert terms["total"].item() == pytest.approx((id_specific + 2.5 * paba + id_parts).item(), rel=1e-5)
     assert set(terms) == {"id_specific", "id_parts", "paba", "total"}
-    assert "paba" not in sepg_loss(out, yv, yi, LossWeights(paba=0.0))
+    assert "paba" not in sepg_loss(out, yv, yi, LossCfg(paba=0.0))

@@ -65,7 +65,7 @@ def test_gradient_reaches_every_trainable_parameter():
             nn.init.ones_(module.weight)
     out = model((images(4), images(4, seed=1)))
     labels = torch.tensor([0, 0, 1, 1])
-    loss = sepgzoo.training.losses.sepg_loss(out, labels, labels, sepgzoo.training.losses.LossWeights(cross_centre=1.0))["total"]
+    loss = sepgzoo.training.losses.sepg_loss(out, labels, labels, sepgzoo.config.LossCfg(cross_centre=1.0))["total"]
     loss.backward()
     missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert missing == []

@@ -13,12 +13,12 @@ from test_train import tiny_overrides
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from sepgzoo.config import load_recipe
+from sepgzoo.config import LossCfg, load_recipe
 from sepgzoo.errors import UserError
 from sepgzoo.models.sepg import TrainOutput
 from sepgzoo.training import build, engine
 from sepgzoo.training.distributed import DistInfo
-from sepgzoo.training.losses import LossWeights, sepg_loss
+from sepgzoo.training.losses import sepg_loss
 
 
 def make_trainer(root: Path, *extra: str, dist_info: DistInfo = DistInfo()) -> engine.Trainer:
@@ -170,7 +170,7 @@ def test_label_smoothing_of_the_id_losses_is_the_hand_written_smoothed_cross_ent
     labels = [0, 2, 1, 2]
     out = TrainOutput(torch.tensor(global_logits), torch.tensor(part_logits), torch.zeros(2, 4, 3), num_visible=2)
     for eps in (0.0, 0.2):
-        terms = sepg_loss(out, visible, infrared, LossWeights(paba=0.0, label_smoothing=eps))
+        terms = sepg_loss(out, visible, infrared, LossCfg(paba=0.0, label_smoothing=eps))
         expected = smoothed_cross_entropy(global_logits, labels, eps)
         assert float(terms["id_specific"]) == pytest.approx(expected, rel=1e-6)
         parts = sum(smoothed_cross_entropy(logits, labels, eps) for logits in part_logits)
@@ -181,7 +181,7 @@ def test_label_smoothing_of_the_id_losses_is_the_hand_written_smoothed_cross_ent
 
 def test_recipe_label_smoothing_reaches_the_trainers_id_losses(sysu_root):
     trainer = make_trainer(sysu_root, "loss.label_smoothing=0.3")
-    assert engine.loss_weights(trainer.recipe).label_smoothing == 0.3 and trainer.weights.label_smoothing == 0.3
+    assert trainer.weights.label_smoothing == 0.3
     generator = torch.Generator().manual_seed(0)
     visible, infrared = (torch.rand(4, 3, 64, 32, generator=generator).contiguous(memory_format=torch.channels_last)
                          for _ in range(2))

@@ -32,7 +32,8 @@ def train(recipe_name: str, overrides: tuple[str, ...], output: str | None, resu
     if dry_run:
         if resume:
             raise UserError("--dry-run checks a new run; it cannot be combined with --resume")
-        from sepgzoo.training.dry_run import dry_run as check_run, format_plan
+        from sepgzoo.training.dry_run import dry_run as check_run
+        from sepgzoo.training.dry_run import format_plan
 
         click.echo(format_plan(check_run(recipe, output)))
         return

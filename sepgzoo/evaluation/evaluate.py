@@ -58,7 +58,8 @@ def evaluate_model(model: torch.nn.Module, recipe: Recipe, device: torch.device 
         query = features(protocol.query, protocol.query_modality)
         gallery = features(protocol.gallery, protocol.gallery_modality)
         result = run_trials(protocol, query, gallery)
-        result["options"].update(flip_tta=recipe.eval.flip, feature="unit-norm concatenation of L2-normalised part embeddings")
+        result["options"].update(flip_tta=recipe.eval.flip,
+                                 feature="unit-norm concatenation of L2-normalised part embeddings")
         results[protocol.name] = result
         first = first or (protocol, query, gallery)
     if plots is not None:

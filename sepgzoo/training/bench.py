@@ -9,12 +9,12 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from sepgzoo.config import TrainCfg
+from sepgzoo.config import LossCfg, TrainCfg
 from sepgzoo.hub.factory import create_model
 from sepgzoo.performance import compile_model, memory_format
 from sepgzoo.timing import sync_device, timed
 from sepgzoo.training.engine import forward_loss
-from sepgzoo.training.losses import LossWeights, sepg_loss
+from sepgzoo.training.losses import sepg_loss
 
 
 def bench_training_step(model_name: str, ids: int, images_per_id: int, size: tuple[int, int], steps: int,
@@ -45,7 +45,7 @@ def bench_training_step(model_name: str, ids: int, images_per_id: int, size: tup
     batch = ids * images_per_id
     visible, infrared = (torch.rand(batch, 3, *size, device=device).contiguous(memory_format=fmt) for _ in range(2))
     labels = torch.arange(ids, device=device).repeat_interleave(images_per_id)
-    weights = LossWeights()
+    weights = LossCfg()
 
     def step() -> None:
         training_step(net, optimizer, scaler, visible, infrared, labels, weights, use_amp)
@@ -73,7 +73,7 @@ def bench_training_step(model_name: str, ids: int, images_per_id: int, size: tup
 
 
 def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-                  visible: torch.Tensor, infrared: torch.Tensor, labels: torch.Tensor, weights: LossWeights,
+                  visible: torch.Tensor, infrared: torch.Tensor, labels: torch.Tensor, weights: LossCfg,
                   use_amp: bool) -> torch.Tensor:
     """One timed step: the trainer's forward + eq. 9 loss (`engine.forward_loss`), backward, SGD; returns the loss."""
     _, terms = forward_loss(model, visible, infrared, labels, labels, weights, use_amp)

@@ -11,7 +11,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from sepgzoo.atomic import write_text
-from sepgzoo.config import OptimCfg, Recipe, recipe_from_dict
+from sepgzoo.config import LossCfg, OptimCfg, Recipe, recipe_from_dict
 from sepgzoo.data.sources import open_dataset
 from sepgzoo.device import resolve_device
 from sepgzoo.errors import UserError
@@ -21,7 +21,7 @@ from sepgzoo.performance import compile_model, memory_format
 from sepgzoo.training.build import build_model, build_train_loader, num_classes, split_validation
 from sepgzoo.training.diagnostics import TrunkOutput, classifier_fit, trunk_gradient_norms, uniform_cross_entropy
 from sepgzoo.training.distributed import DistInfo, barrier, cleanup, init_distributed
-from sepgzoo.training.losses import LossWeights, sepg_loss
+from sepgzoo.training.losses import sepg_loss
 from sepgzoo.training.preflight import CheckedInputs, check_inputs
 from sepgzoo.training.runs import (
     CsvLog,
@@ -55,12 +55,6 @@ def build_optimizer(model: nn.Module, cfg: OptimCfg, pretrained: bool) -> torch.
               {"params": model.head_parameters(), "lr": cfg.lr, "name": "head"}]
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0,
                            weight_decay=cfg.weight_decay)
-
-
-def loss_weights(recipe: Recipe) -> LossWeights:
-    c = recipe.loss
-    return LossWeights(id_specific=c.id_specific, paba=c.paba, id_parts=c.id_parts, cross_centre=c.cross_centre,
-                       margin=c.margin, label_smoothing=c.label_smoothing)
 
 
 @dataclass
@@ -111,7 +105,7 @@ class EpochStats:
 
 
 def forward_loss(net: nn.Module, visible: torch.Tensor, infrared: torch.Tensor, labels_vis: torch.Tensor,
-                 labels_ir: torch.Tensor, weights: LossWeights,
+                 labels_ir: torch.Tensor, weights: LossCfg,
                  amp: bool) -> tuple[TrainOutput, dict[str, torch.Tensor]]:
     """The forward pass (float16 autocast when `amp`) and the eq. 9 loss on float32 outputs.
 
@@ -170,7 +164,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.loader, self.sampler = build_train_loader(r.data, self.train_samples, r.train.seed, self.dist,
                                                        r.train.iters_per_epoch, self.device)
-        self.weights = loss_weights(r)
+        self.weights = r.loss
         self.trunk_output = TrunkOutput(self.model.trunk) if r.train.log_grad_norms else None
         self.start_epoch = 0
         if self.state is not None:
@@ -260,33 +254,45 @@ class Trainer:
         )
 
     def end_epoch(self, epoch: int, stats: EpochStats) -> dict[str, Any]:
-        """Step the schedule, then (rank 0) log the epoch and write the checkpoint files atomically."""
-        lrs = self.scheduler.get_last_lr()
+        """Step the schedule; then rank 0 validates, logs the epoch and writes the checkpoint files atomically."""
+        row = self.epoch_row(epoch, stats)
         self.scheduler.step()
-        row = {"epoch": epoch + 1, "lr": lrs[-1], "backbone_lr": lrs[0], **stats.means(),
-               "images_per_s": round(stats.images_per_second, 1),
-               "seconds": round(time.perf_counter() - stats.start, 1),
-               "world_size": self.dist.world_size, "ln_classes": round(uniform_cross_entropy(self.num_classes), 4)}
         if self.dist.is_main:
             row.update(self.validate())
-        rng = gather_rng_states(self.dist)  # after validation, which draws from rank 0's RNG
+        rng = gather_rng_states(self.dist)  # a collective; after validation, which draws from rank 0's RNG
         if self.dist.is_main:
-            self.log.append(row)
-            if self.tensorboard is not None:
-                for key, value in row.items():
-                    self.tensorboard.add_scalar(key, value, epoch + 1)
-                self.tensorboard.flush()
-            save_model(self.run_dir, self.model, recipe=self.recipe.to_dict(), epoch=epoch + 1,
-                       world_size=self.dist.world_size, num_train_ids=self.num_classes, selection="last epoch",
-                       hardware=describe_hardware(self.device, self.dist.world_size))
-            save_state(self.run_dir, {
-                "epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng,
-                "recipe": self.recipe.to_dict(), "world_size": self.dist.world_size,
-            })
-            tqdm.write(_format_row(row))
+            self.log_epoch(epoch, row)
+            self.checkpoint(epoch, rng)
         barrier(self.dist)
         return row
+
+    def epoch_row(self, epoch: int, stats: EpochStats) -> dict[str, Any]:
+        """The epoch's line of log.csv: lrs, mean loss terms and diagnostics, throughput, ln C."""
+        lrs = self.scheduler.get_last_lr()
+        return {"epoch": epoch + 1, "lr": lrs[-1], "backbone_lr": lrs[0], **stats.means(),
+                "images_per_s": round(stats.images_per_second, 1),
+                "seconds": round(time.perf_counter() - stats.start, 1),
+                "world_size": self.dist.world_size, "ln_classes": round(uniform_cross_entropy(self.num_classes), 4)}
+
+    def log_epoch(self, epoch: int, row: dict[str, Any]) -> None:
+        """log.csv, TensorBoard (when installed) and one printed line."""
+        self.log.append(row)
+        if self.tensorboard is not None:
+            for key, value in row.items():
+                self.tensorboard.add_scalar(key, value, epoch + 1)
+            self.tensorboard.flush()
+        tqdm.write(_format_row(row))
+
+    def checkpoint(self, epoch: int, rng: list[dict[str, Any]]) -> None:
+        """model.safetensors + model.json (the model) and last.pt (everything `--resume` needs)."""
+        save_model(self.run_dir, self.model, recipe=self.recipe.to_dict(), epoch=epoch + 1,
+                   world_size=self.dist.world_size, num_train_ids=self.num_classes, selection="last epoch",
+                   hardware=describe_hardware(self.device, self.dist.world_size))
+        save_state(self.run_dir, {
+            "epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng,
+            "recipe": self.recipe.to_dict(), "world_size": self.dist.world_size,
+        })
 
     def validate(self) -> dict[str, float]:
         """Metrics on the held-out training identities (never the test set); empty without data.val_ids."""

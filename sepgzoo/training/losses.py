@@ -1,11 +1,10 @@
 """SEPG-Net losses: PABA (paper eq. 7-8), the cross-centre loss of the ablation, and the eq. 9 total."""
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sepgzoo.config import LossCfg
 from sepgzoo.models.sepg import TrainOutput
 
 
@@ -79,20 +78,8 @@ def cross_centre_loss(parts_a: Tensor, parts_b: Tensor, labels_a: Tensor, labels
     return (gap * gap).sum(-1).mean(-1).sum()
 
 
-@dataclass(frozen=True)
-class LossWeights:
-    """Weights of eq. 9 (lambda1, lambda2, lambda3) plus the optional cross-centre term."""
-
-    id_specific: float = 1.0
-    paba: float = 2.5
-    id_parts: float = 1.0
-    cross_centre: float = 0.0
-    margin: float = 0.5
-    label_smoothing: float = 0.0
-
-
 def sepg_loss(
-    out: TrainOutput, labels_visible: Tensor, labels_infrared: Tensor, weights: LossWeights
+    out: TrainOutput, labels_visible: Tensor, labels_infrared: Tensor, weights: LossCfg
 ) -> dict[str, Tensor]:
     """Eq. 9: lambda1 * ID(specific) + lambda2 * PABA + lambda3 * sum of part ID losses (+ cross-centre).
 
