@@ -102,7 +102,7 @@ def recipes(keys: bool) -> None:
 @click.command()
 @click.option("--recipe", "recipe_name", default="synthetic", show_default=True, help="Recipe to ablate.")
 @click.option("--rows", default=",".join(("baseline", "se", "se_cc", "se_paba")), show_default=True,
-              help="Comma-separated row overlays (recipes/ablation/NAME.yaml) or YAML files.")
+              help="Comma-separated Table II rows (the keys recipes/sysu_ROW.yaml sets over sysu.yaml) or YAML files.")
 @click.option("--seeds", default=3, show_default=True, help="Seeds per row (train.seed = 0..N-1).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 @click.option("--output", type=click.Path(file_okay=False), help="Ablation folder (default runs/ablate-<recipe>).")

@@ -1,7 +1,8 @@
 """`sepgzoo ablate`: the paper's Table II rows trained with one budget and several seeds, mean +- std.
 
-A row is a recipe overlay (`recipes/ablation/<row>.yaml`, or any YAML file) merged over the recipe
-being ablated, so any recipe can be ablated. Every (row, seed) is an ordinary run folder under the
+A row is a recipe overlay merged over the recipe being ablated, so any recipe can be ablated. The shipped
+rows are the Table II recipes: row `se` is what `recipes/sysu_se.yaml` sets over its base (`sysu.yaml`), so
+each row is written once. Any YAML file can be a row too. Every (row, seed) is an ordinary run folder under the
 ablation folder; a run that finished (has metrics.json) is never retrained, an interrupted one is
 resumed from its last.pt, so re-running the same command continues an interrupted ablation.
 """
@@ -18,8 +19,10 @@ from sepgzoo.atomic import write_json, write_text
 from sepgzoo.config import (
     Recipe,
     apply_overrides,
+    available_recipes,
     build_recipe,
     deep_merge,
+    did_you_mean,
     find_recipe,
     find_yaml,
     read_yaml,
@@ -32,17 +35,30 @@ DEFAULT_ROWS = ("baseline", "se", "se_cc", "se_paba")
 METRICS = ("R1", "mAP", "mINP")
 
 
-def rows_dir() -> Path:
-    return recipe_dir() / "ablation"
+#: the Table II recipes: `sysu_<row>.yaml`, whose keys over their base are the row
+ROW_RECIPE_PREFIX = "sysu_"
 
 
 def available_rows() -> list[str]:
-    return sorted(p.stem for p in rows_dir().glob("*.yaml"))
+    return [name[len(ROW_RECIPE_PREFIX):] for name in available_recipes() if name.startswith(ROW_RECIPE_PREFIX)]
 
 
-def find_row(name_or_path: str) -> Path:
-    """`se_paba` -> the shipped overlay; a name with `/` or ending in .yaml is a file."""
-    return find_yaml(name_or_path, rows_dir(), available_rows(), "ablation row")
+def find_row(name_or_path: str) -> tuple[str, Path]:
+    """(row name, file): `se_paba` -> recipes/sysu_se_paba.yaml; a name with `/` or ending in .yaml is a file."""
+    if "/" in name_or_path or name_or_path.endswith((".yaml", ".yml")):
+        path = find_yaml(name_or_path, recipe_dir(), available_rows(), "ablation row")
+        return path.stem, path
+    if name_or_path not in available_rows():
+        raise UserError(f"unknown ablation row {name_or_path!r}{did_you_mean(name_or_path, available_rows())}; "
+                        f"available: {', '.join(available_rows())}")
+    return name_or_path, find_recipe(ROW_RECIPE_PREFIX + name_or_path)
+
+
+def row_overlay(path: Path) -> dict[str, Any]:
+    """The keys a row sets: the file without its `base:` (a Table II recipe's own keys over sysu.yaml)."""
+    data = read_yaml(path)
+    data.pop("base", None)
+    return data
 
 
 @dataclass(frozen=True)
@@ -63,12 +79,12 @@ def plan(recipe_name: str, rows: list[str], seeds: int, overrides: list[str], ou
     base = resolve_file(base_path)
     cells = []
     for row in rows:
-        overlay_path = find_row(row)
-        data = apply_overrides(deep_merge(base, read_yaml(overlay_path)), overrides)
+        name, overlay_path = find_row(row)
+        data = apply_overrides(deep_merge(base, row_overlay(overlay_path)), overrides)
         for seed in range(seeds):
             data = deep_merge(data, {"train": {"seed": seed}})
-            recipe = build_recipe(data, name=f"{base_path.stem}-{overlay_path.stem}")
-            cells.append(Cell(overlay_path.stem, seed, recipe, output / overlay_path.stem / f"seed{seed}"))
+            recipe = build_recipe(data, name=f"{base_path.stem}-{name}")
+            cells.append(Cell(name, seed, recipe, output / name / f"seed{seed}"))
     return cells
 
 
