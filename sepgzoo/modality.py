@@ -10,6 +10,10 @@ class Modality(str, Enum):
     INFRARED = "infrared"
 
 
+#: the modality names in the model's order (visible stream first), as plain strings
+MODALITIES = (Modality.VISIBLE.value, Modality.INFRARED.value)
+
+
 ALIASES = {
     "visible": Modality.VISIBLE,
     "vis": Modality.VISIBLE,

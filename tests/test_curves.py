@@ -9,8 +9,8 @@ from PIL import Image
 
 from sepgzoo.cli import main
 from sepgzoo.errors import UserError
-from sepgzoo.evaluation import plots
-from sepgzoo.evaluation.plots import numeric_series, training_curves
+from sepgzoo.figures import training as plots
+from sepgzoo.figures.training import numeric_series, training_curves
 from sepgzoo.training.curves import plot_run_curves, read_log
 from sepgzoo.training.runs import CsvLog
 
@@ -64,7 +64,7 @@ def test_grad_panel_only_when_grad_columns_exist(tmp_path: Path) -> None:
 
 def test_panels_hold_the_logged_curves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     figures = []
-    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig) or path)
     rows = read_log(write_run(tmp_path / "run", grads=True) / "log.csv")
     training_curves(rows, tmp_path / "unused.png")
     labels = [ax.get_legend_handles_labels()[1] for ax in figures[0].axes]

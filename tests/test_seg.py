@@ -60,3 +60,18 @@ def test_seg_runs_in_float32_under_autocast():
         out = SpectralEnhance((32, 16), "matmul")(x)
     assert out.dtype == torch.float32
     np.testing.assert_allclose(out.numpy(), numpy_seg(x), atol=2e-5)
+
+
+def test_the_seg_view_stretches_each_panel_between_its_1st_and_99th_percentile():
+    from sepgzoo.figures.seg import robust_stretch
+
+    rng = np.random.default_rng(0)
+    phase_like = rng.normal(0.0, 0.03, size=(64, 32, 3))
+    phase_like[0, :3] = (0.5, -0.5, 0.45)  # a few outliers, as the phase-only reconstruction has
+    lo, hi = np.percentile(phase_like, 1), np.percentile(phase_like, 99)
+    shown = robust_stretch(phase_like)
+    np.testing.assert_allclose(shown, np.clip((phase_like - lo) / (hi - lo), 0, 1))
+    assert shown.min() == 0.0 and shown.max() == 1.0
+    assert 0.01 <= (shown == 1.0).mean() <= 0.011  # the top 1 % clipped, not the whole picture
+    min_max = (phase_like - phase_like.min()) / (phase_like.max() - phase_like.min())
+    assert shown.std() > 3 * min_max.std()  # the outliers no longer flatten the rest to grey

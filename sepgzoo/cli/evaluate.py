@@ -59,7 +59,7 @@ def viz() -> None:
 @click.option("--size", nargs=2, type=int, default=(288, 144), show_default=True, help="Resize to H W first.")
 def viz_seg(image: str, out: str | None, size: tuple[int, int]) -> None:
     """The paper's Fig. 3 view of an image: RGB, grey, phase reconstruction, SEG."""
-    from sepgzoo.evaluation.seg_view import seg_view
+    from sepgzoo.figures.seg import seg_view
 
     click.echo(seg_view(image, out or str(Path(image).with_suffix("")) + "-seg.png", tuple(size)))
 

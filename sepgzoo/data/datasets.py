@@ -15,14 +15,12 @@ from pathlib import Path
 from PIL import Image
 
 from sepgzoo.errors import UserError
-from sepgzoo.modality import Modality
+from sepgzoo.modality import MODALITIES
 from sepgzoo.preprocess import IMAGE_SUFFIXES, decode_rgb
 
 logger = logging.getLogger(__name__)
 
-VISIBLE = Modality.VISIBLE.value
-INFRARED = Modality.INFRARED.value
-MODALITIES = (VISIBLE, INFRARED)
+VISIBLE, INFRARED = MODALITIES
 
 
 @dataclass(frozen=True)

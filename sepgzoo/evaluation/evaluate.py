@@ -63,7 +63,7 @@ def evaluate_model(model: torch.nn.Module, recipe: Recipe, device: torch.device 
         results[protocol.name] = result
         first = first or (protocol, query, gallery)
     if plots is not None:
-        from sepgzoo.evaluation import plots as plotting
+        from sepgzoo.figures import retrieval as plotting
 
         protocol, query, gallery = first
         split = protocol.trial(0)

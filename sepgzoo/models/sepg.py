@@ -6,14 +6,13 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from sepgzoo.modality import Modality, as_modality
+from sepgzoo.modality import MODALITIES, Modality, as_modality
 from sepgzoo.models.layers import Bottleneck, ClassifierKind, join_parts, l2_normalise, spatial_attention
 from sepgzoo.models.seg import SegImpl, SpectralEnhance
 from sepgzoo.models.split import create_backbone, duplicate, split_backbone
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-MODALITIES = (Modality.VISIBLE.value, Modality.INFRARED.value)
 PartNorm = Literal["modality", "joint"]
 
 

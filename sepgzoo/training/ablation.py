@@ -141,7 +141,7 @@ def ablate(recipe_name: str, rows: list[str] | None = None, seeds: int = 3, over
     Example:
         >>> ablate("synthetic", rows=["baseline", "se_paba"], seeds=3, overrides=["train.epochs=40"])
     """
-    from sepgzoo.evaluation.plots import ablation_bars
+    from sepgzoo.figures.training import ablation_bars
 
     output = Path(output or f"runs/ablate-{Path(recipe_name).stem}")
     cells = plan(recipe_name, list(rows or DEFAULT_ROWS), seeds, list(overrides or []), output)

@@ -34,7 +34,7 @@ def read_log(log: str | Path) -> list[dict[str, str]]:
 
 def plot_run_curves(run: str | Path, out: str | Path | None = None) -> Path:
     """Plot the log.csv of `run` (folder or file) to `out` (default <run folder>/curves.png)."""
-    from sepgzoo.evaluation.plots import training_curves
+    from sepgzoo.figures.training import training_curves
 
     log = find_log(run)
     rows = read_log(log)

@@ -1,88 +1,11 @@
-"""Figures a person would rather look at: CMC curves, t-SNE by modality (paper Fig. 4), the SEG view (Fig. 3),
-search rankings."""
+"""Training figures: the curves of a run's log.csv and the ablation table's bars."""
 
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from sepgzoo.atomic import atomic_path  # noqa: E402
-
-MODALITY_COLOURS = {"infrared": "tab:blue", "visible": "tab:orange"}  # as in the paper's Fig. 4
-
-
-def _save(fig: plt.Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
-
-
-def cmc_curves(results: dict[str, Any], path: Path) -> Path:
-    """One CMC curve (rank 1..20, percent) per protocol setting."""
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for name, result in results.items():
-        cmc = 100 * np.asarray(result["cmc"])
-        ax.plot(np.arange(1, len(cmc) + 1), cmc, marker=".", label=f"{name} (mAP {100 * result['mAP']:.1f})")
-    ax.set(xlabel="rank", ylabel="matching rate (%)", title="CMC", ylim=(0, 100))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    return _save(fig, path)
-
-
-def tsne_by_modality(query: np.ndarray, gallery: np.ndarray, query_modality: str, gallery_modality: str,
-                     path: Path, max_points: int = 2000, seed: int = 0) -> Path:
-    """t-SNE of query and gallery embeddings coloured by modality (paper Fig. 4)."""
-    from sklearn.manifold import TSNE
-
-    rng = np.random.default_rng(seed)
-    take = lambda x: x[rng.permutation(len(x))[: max_points // 2]]  # noqa: E731
-    query, gallery = take(query), take(gallery)
-    points = np.concatenate([query, gallery])
-    embedded = TSNE(n_components=2, perplexity=min(30.0, max(2.0, (len(points) - 1) / 3)), init="pca",
-                    random_state=seed).fit_transform(points)
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    for rows, modality in ((slice(0, len(query)), query_modality), (slice(len(query), None), gallery_modality)):
-        ax.scatter(*embedded[rows].T, s=6, c=MODALITY_COLOURS[modality], label=modality, alpha=0.7)
-    ax.set(xticks=[], yticks=[], title="t-SNE of embeddings")
-    ax.legend()
-    return _save(fig, path)
-
-
-def seg_figure(rgb: np.ndarray, grey: np.ndarray, phase: np.ndarray, seg: np.ndarray, path: Path) -> Path:
-    """The paper's Fig. 3 view: RGB, grey, phase-only reconstruction, SEG (each [H, W, 3] or [H, W])."""
-    fig, axes = plt.subplots(1, 4, figsize=(8, 4))
-    for ax, image, title in zip(axes, (rgb, grey, phase, seg), ("RGB", "grey", "phase reconstruction", "SEG")):
-        lo, hi = float(image.min()), float(image.max())
-        ax.imshow((image - lo) / max(hi - lo, 1e-8), cmap="gray")
-        ax.set(title=title, xticks=[], yticks=[])
-    return _save(fig, path)
-
-
-def draw_ranking(results: list[dict[str, Any]], path: Path) -> Path:
-    """`sepgzoo search --out`: one row per query, the query then its matches titled with rank and cosine."""
-    from PIL import Image
-
-    columns = 1 + max(len(r["matches"]) for r in results)
-    fig, axes = plt.subplots(len(results), columns, figsize=(1.6 * columns, 3.2 * len(results)), squeeze=False)
-    for row, result in zip(axes, results):
-        cells = [(result["query"], "query")] + [(m["path"], f"#{k} {m['cosine']:.3f}")
-                                                 for k, m in enumerate(result["matches"], 1)]
-        for ax in row:
-            ax.axis("off")
-        for ax, (image_path, title) in zip(row, cells):
-            with Image.open(image_path) as image:
-                ax.imshow(image.convert("RGB"))
-            ax.set_title(f"{title}\n{Path(image_path).name}", fontsize=7,
-                         color="tab:blue" if title == "query" else "black")
-    fig.tight_layout()
-    return _save(fig, Path(path))
-
+from sepgzoo.figures.canvas import plt, save_figure
 
 LOSS_TERMS = ("id_specific", "id_parts", "paba", "cross_centre", "total")
 UNIFORM_GUESS_LABEL = "ln C (uniform guess)"
@@ -165,7 +88,7 @@ def training_curves(rows: list[dict[str, str]], path: Path, title: str = "") -> 
     if title:
         axes[0].set_title(title)
     fig.tight_layout()
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 def ablation_bars(table: dict[str, Any], path: Path) -> Path:
@@ -183,4 +106,4 @@ def ablation_bars(table: dict[str, Any], path: Path) -> Path:
         ax.set_xticklabels(rows, rotation=20)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
