@@ -7,10 +7,12 @@ import torch.nn.functional as F
 from torch import nn
 
 import sepgzoo
+from sepgzoo.config import LossCfg
 from sepgzoo.errors import UserError
 from sepgzoo.hub.factory import create_model, list_models
 from sepgzoo.models.seg import spectral_enhance
 from sepgzoo.models.sepg import SEPGNet, stripe_pool
+from sepgzoo.training.losses import sepg_loss
 
 SIZE = (64, 32)
 
@@ -65,7 +67,7 @@ def test_gradient_reaches_every_trainable_parameter():
             nn.init.ones_(module.weight)
     out = model((images(4), images(4, seed=1)))
     labels = torch.tensor([0, 0, 1, 1])
-    loss = sepgzoo.training.losses.sepg_loss(out, labels, labels, sepgzoo.config.LossCfg(cross_centre=1.0))["total"]
+    loss = sepg_loss(out, labels, labels, LossCfg(cross_centre=1.0))["total"]
     loss.backward()
     missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert missing == []

@@ -44,11 +44,8 @@ def save_model(directory: str | Path, model: nn.Module, **meta: Any) -> Path:
     state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     with atomic_path(directory / WEIGHTS_NAME) as tmp:
         safetensors.torch.save_file(state, str(tmp))
-    args = {**model.model_args, "classifier": model.classifier_kind, "part_norm": model.part_norm}
-    info = {"format": FORMAT, "model": model.model_name, "model_args": _jsonable(args),
-            "num_classes": model.num_classes, "embedding_dim": model.num_features,
-            "input_size": list(model.input_size), "mean": model.mean.flatten().tolist(),
-            "std": model.std.flatten().tolist(), "preprocess": contract(model.input_size), "versions": versions(),
+    info = {"format": FORMAT, **model.config.to_meta(), "num_classes": model.num_classes,
+            "embedding_dim": model.num_features, "preprocess": contract(model.input_size), "versions": versions(),
             **meta}
     write_json(directory / META_NAME, info)
     return directory / WEIGHTS_NAME
@@ -65,10 +62,6 @@ def update_meta(path: str | Path, **fields: Any) -> dict[str, Any]:
 # Model files written before a model argument existed were built with its old behaviour (save_model now
 # always records these arguments).
 LEGACY_MODEL_ARGS = {"classifier": "linear", "part_norm": "joint"}
-
-
-def _jsonable(args: dict[str, Any]) -> dict[str, Any]:
-    return {key: list(value) if isinstance(value, tuple) else value for key, value in args.items()}
 
 
 def resolve_model_files(path: str | Path) -> tuple[Path, Path]:

@@ -1,7 +1,7 @@
 """SEPG-Net: SEG on visible images, a shared trunk, modality-specific last stages, part-based head (paper II)."""
 
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -126,6 +126,11 @@ class SEPGNet(nn.Module):
         part_modalities = MODALITIES if part_norm == "modality" else None
         self.part_heads = nn.ModuleList(Bottleneck(self.stage_spec.shared_channels, part_dim, **head,
                                                    modalities=part_modalities) for _ in range(parts))
+
+    def recorded_args(self) -> dict[str, Any]:
+        """Arguments every saved model records, whatever it was built with: their defaults changed after the first
+        release, so a file must say which behaviour its weights were trained with."""
+        return {"classifier": self.classifier_kind, "part_norm": self.part_norm}
 
     # -- input -------------------------------------------------------------------------------------------------
     def prepare(self, x: Tensor, modality: Modality) -> Tensor:

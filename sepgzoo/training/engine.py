@@ -392,6 +392,6 @@ def record_final_evaluation(trainer: Trainer, checked: CheckedInputs) -> None:
         return
     model = trainer.model.to(memory_format=torch.contiguous_format)
     results = evaluate_model(model, trainer.recipe, trainer.device, dataset=checked.dataset)
-    report = evaluation_report(results, trainer.recipe, model.model_name, trainer.recipe.train.epochs,
+    report = evaluation_report(results, trainer.recipe, model.config.name, trainer.recipe.train.epochs,
                                "last epoch", trainer.run_dir / WEIGHTS_NAME)
     write_training_record(trainer.run_dir, report)
