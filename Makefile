@@ -1,4 +1,4 @@
-# Set-up and the two README commands. `make demo` and `make test` each create .venv on first use.
+# Set-up and the two README commands. `make demo`, `make test` and `make docs` each create .venv on first use.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -10,7 +10,7 @@ $(BIN)/sepgzoo: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-.PHONY: setup demo test bench gpu-check
+.PHONY: setup demo test docs bench gpu-check
 setup: $(BIN)/sepgzoo
 
 demo: setup  ## train the synthetic recipe on CPU (~3 min on 2 cores, after the set-up), evaluate, print Rank-1/mAP
@@ -18,6 +18,10 @@ demo: setup  ## train the synthetic recipe on CPU (~3 min on 2 cores, after the 
 
 test: setup  ## the whole test suite (CPU, offline)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+SITE ?= /tmp/sepgzoo-site
+docs: setup  ## the documentation site (mkdocs.yml, docs/), --strict: a broken link, anchor or nav entry fails; into $(SITE)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --clean -d $(SITE)
 
 bench: setup  ## metric and training-step benchmarks (CPU here; run on a GPU machine for CUDA numbers)
 	$(BIN)/python benchmarks/bench_model.py
