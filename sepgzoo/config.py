@@ -93,7 +93,7 @@ class TrainCfg:
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when available
     amp: bool = True  # mixed precision on CUDA (ignored on CPU)
     channels_last: bool = True  # channels_last memory format of model and images (CUDA and CPU: faster on both)
-    compile: bool = False  # torch.compile the model (the first step compiles, ~1 min on CPU; README, Performance)
+    compile: bool = False  # torch.compile the model (the first step compiles, ~1 min on CPU; docs/benchmarks.md)
     sync_bn: bool = False  # SyncBatchNorm under DDP
     iters_per_epoch: int = 0  # iterations per epoch (0: enough batches to see max(#visible, #infrared) images)
     log_grad_norms: bool = False  # log the gradient norm each loss term sends into the shared trunk (slower)

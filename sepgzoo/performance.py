@@ -27,7 +27,7 @@ def memory_format(channels_last: bool) -> torch.memory_format:
 
     NHWC convolutions are faster on CUDA (cuDNN, AMP) and on the CPU too (oneDNN): on a 2-core x86 machine a
     sepg_resnet50 training step at 4 x (4 + 4), 288 x 144, was 1.1-1.25x faster, feature extraction 1.5x
-    (README, Performance settings).
+    (docs/benchmarks.md, Performance settings).
     """
     return torch.channels_last if channels_last else torch.contiguous_format
 

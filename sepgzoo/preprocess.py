@@ -16,7 +16,7 @@ The contract, step by step (also written into model.json, export.json and the ON
 
 Why bilinear: it is the filter every deployment stack has (OpenCV, NPP, DeepStream's scaler, TensorRT's
 resize layer), and on enlarging it is the same as OpenCV's INTER_LINEAR. Lanczos (the community's old PIL
-`ANTIALIAS`) exists in none of them. What the choice costs in accuracy is measured in README ("Preprocessing").
+`ANTIALIAS`) exists in none of them. What the choice costs in accuracy is measured in docs/preprocessing.md.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ def dataset_root(cfg) -> Path:
     if not get_dataset(cfg.dataset).needs_root:
         return synthetic_root(cfg)
     if not cfg.root:
-        raise UserError(f"data.root is not set: pass --set data.root=/path/to/{cfg.dataset} (see README, Datasets)")
+        raise UserError(f"data.root is not set: pass --set data.root=/path/to/{cfg.dataset} (see docs/datasets.md)")
     root = Path(cfg.root)
     if not root.is_dir():
         raise UserError(f"data.root {root} does not exist or is not a folder; expected the {cfg.dataset} data set root")

@@ -20,7 +20,7 @@ from sepgzoo.training.engine import Trainer
 from sepgzoo.training.preflight import check_inputs
 from sepgzoo.training.runs import check_new_run_dir, run_dir_path, seed_everything
 
-#: what a run folder holds when training ends (README, "Training and runs")
+#: what a run folder holds when training ends (docs/training.md)
 RUN_FILES = ("recipe.yaml", "last.pt", "model.safetensors", "model.json", "log.csv", "curves.png", "metrics.json")
 
 
