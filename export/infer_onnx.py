@@ -30,6 +30,10 @@ def main() -> None:
     args = parser.parse_args()
 
     info = json.loads((args.export_dir / "export.json").read_text())
+    parity = info.get("parity", {}).get(args.modality, {}).get("fp32", {})
+    if parity.get("passed") is not True:  # `sepgzoo export` writes only graphs that passed; refuse anything else
+        raise SystemExit(f"{args.export_dir / 'export.json'} records no passed parity check for the {args.modality} "
+                         f"graph (parity.{args.modality}.fp32.passed); export it again with `sepgzoo export`")
     height, width = info["input_size"]
     session = ort.InferenceSession(str(args.export_dir / info["files"][args.modality]["fp32"]),
                                    providers=[args.provider, "CPUExecutionProvider"])

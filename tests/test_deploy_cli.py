@@ -23,6 +23,7 @@ from sepgzoo.deploy.tensorrt import (
     trtexec_command,
     trtexec_commands,
 )
+from sepgzoo.hub.hashing import sha256_file
 
 D = 384
 TRT_MISSING = tensorrt_missing()
@@ -83,10 +84,12 @@ def test_trtexec_command_lines(export_dir):
 
 
 def _fake_engine(tmp_path, **sidecar):
+    """A fake engine whose sidecar records a passed parity check for its bytes (as `build_engines` writes it)."""
     engine = tmp_path / "visible.plan"
     engine.write_bytes(b"not a real engine")
     record = {"format": ENGINE_FORMAT, "modality": "visible", "tensorrt_version": "10.3.0",
-              "gpu_name": "Orin", "compute_capability": "8.7", **sidecar}
+              "gpu_name": "Orin", "compute_capability": "8.7", "engine_sha256": sha256_file(engine),
+              "parity": {"threshold": 0.9999, "min_cosine": {"1": 0.99999}, "passed": True}, **sidecar}
     sidecar_path(engine).write_text(json.dumps(record))
     return engine
 

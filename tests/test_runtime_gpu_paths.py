@@ -197,8 +197,8 @@ def test_tensorrt_cache_defaults_next_to_the_model(export_dir, recording_tensorr
 # ---------------------------------------------------------------------------------------------------------------
 # 10. bench infer --device
 # ---------------------------------------------------------------------------------------------------------------
-class FakeTensorRTEmbedder:
-    def __init__(self, engine):
+class FakeTensorRTEngine:
+    def __init__(self, engine, modality):
         self.closed = False
 
     def embed(self, images):
@@ -214,7 +214,7 @@ class FakeTensorRTEmbedder:
 def test_bench_infer_rows_say_where_they_ran(monkeypatch):
     monkeypatch.setattr(trt_module, "tensorrt_missing", lambda: None)  # TensorRT rows without a GPU: faked
     monkeypatch.setattr(trt_module, "build_engine", lambda *args, **kwargs: None)
-    monkeypatch.setattr(trt_module, "TensorRTEmbedder", FakeTensorRTEmbedder)
+    monkeypatch.setattr(trt_module, "TensorRTEngine", FakeTensorRTEngine)  # bench runs its unchecked engine as this
     result = CliRunner().invoke(main, ["bench", "infer", "--model", "test_sepg", "--backend", "torch", "--backend",
                                               "onnxruntime", "--backend", "tensorrt", "--device", "cpu", "--json",
                                               "--iters", "1", "--warmup", "0", "--batch", "1"])
@@ -356,10 +356,13 @@ def cudart(monkeypatch, tmp_path):
 
 
 def _engine(tmp_path):
+    """A fake engine with the sidecar `build_engines` writes for one that passed its parity check."""
     engine = tmp_path / "visible.plan"
     engine.write_bytes(b"fake engine")
-    trt_module.sidecar_path(engine).write_text(json.dumps({"format": trt_module.ENGINE_FORMAT,
-                                                           "modality": "visible", **PLATFORM}))
+    parity = {"threshold": 0.9999, "min_cosine": {"1": 0.99999}, "passed": True}
+    trt_module.sidecar_path(engine).write_text(json.dumps({"format": trt_module.ENGINE_FORMAT, "modality": "visible",
+                                                           **PLATFORM, "parity": parity,
+                                                           "engine_sha256": sha256_file(engine)}))
     return engine
 
 

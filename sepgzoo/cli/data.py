@@ -1,4 +1,5 @@
-"""`sepgzoo data ...` commands: `synth` (write synthetic data), `stats` (split statistics), `check` (known counts)."""
+"""`sepgzoo data ...` commands: `synth` (write synthetic data), `stats` (split statistics), `check` (known counts,
+every image decoded)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import click
 
 from sepgzoo.data.datasets import INFRARED, VISIBLE
+from sepgzoo.data.integrity import unreadable_images
 from sepgzoo.data.protocols import build_protocol, valid_query_count
 from sepgzoo.data.registry import DatasetSpec, build_dataset, dataset_names, get_dataset
 from sepgzoo.data.synthetic import write_synthetic
@@ -33,7 +35,7 @@ DATASET = DatasetName()
 
 @click.group()
 def data() -> None:
-    """Datasets: write synthetic data, print split statistics, check a copy against the known counts."""
+    """Datasets: write synthetic data, print split statistics, check a copy (known counts, every image decoded)."""
 
 
 @data.command()
@@ -95,24 +97,62 @@ def _protocol(spec: DatasetSpec, root: Path, mode: str, shot: str, sampler: str 
 @data.command()
 @click.argument("dataset", type=DATASET)
 @click.option("--root", type=click.Path(path_type=Path), required=True, help="dataset root directory")
-@click.option("--json", "as_json", is_flag=True, help="print a JSON list of rows instead of a table")
-def check(dataset: DatasetSpec, root: Path, as_json: bool) -> None:
-    """Compare a copy of DATASET with the counts of the official release; exit 1 naming what differs."""
+@click.option("--fast", is_flag=True, help="compare the counts only; do not decode every image")
+@click.option("--json", "as_json", is_flag=True, help="print a JSON object (counts, unreadable images), not a table")
+def check(dataset: DatasetSpec, root: Path, fast: bool, as_json: bool) -> None:
+    """Compare a copy of DATASET with the counts of the official release and decode every image the reader lists
+    (train and test, both modalities; --fast skips decoding); exit 1 naming what differs and what does not decode."""
     name = dataset.name
     if dataset.known_counts is None:
         known = [n for n in dataset_names() if get_dataset(n).known_counts is not None]
         raise UserError(f"data set {name!r} has no known counts to check against; known for: {', '.join(known)}")
     rows = dataset.known_counts(root)
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-    else:
+    if not as_json:
         click.echo(_table([(r["quantity"], r["expected"], r["found"], r["status"]) for r in rows],
                           ("quantity", "expected", "found", "status")))
-    failed = [r for r in rows if r["status"] == "DIFFERS"]
-    if failed:
-        detail = "; ".join(f"{r['quantity']}: found {r['found']}, expected {r['expected']}" for r in failed)
-        raise click.ClickException(f"{root} differs from the official {name} release: {detail}")
-    click.echo(f"{root}: all verified counts match the official {name} release")
+    images = None if fast or dataset.image_files is None else dataset.image_files(root)
+    unreadable = None if images is None else unreadable_images(images)
+    if as_json:
+        unreadable_rows = None if unreadable is None else [{"path": p, "reason": r} for p, r in unreadable]
+        click.echo(json.dumps({"dataset": name, "root": str(root), "counts": rows, "decoded": images is not None,
+                               "images": None if images is None else len(images), "unreadable": unreadable_rows},
+                              indent=2))
+    else:
+        click.echo(_decoding_report(dataset, fast, images, unreadable))
+    failures = _failures(name, rows, images, unreadable)
+    if failures:
+        raise click.ClickException(f"{root} fails the check: {'; '.join(failures)}")
+    if not as_json:
+        click.echo(f"{root}: all verified counts match the official {name} release"
+                   + ("" if images is None else f" and all {len(images)} images decode"))
+
+
+def _decoding_report(dataset: DatasetSpec, fast: bool, images: list[Path] | None,
+                     unreadable: list[tuple[str, str]] | None) -> str:
+    """The lines after the count table: decoding skipped (and why), all images decode, or each unreadable file."""
+    if fast:
+        return "images not decoded (--fast): a truncated or non-image file shows up only when it is read"
+    if images is None:
+        return f"images not decoded: data set {dataset.name!r} lists no image files (DatasetSpec.image_files)"
+    if not unreadable:
+        return f"decoded all {len(images)} images"
+    lines = [f"{len(unreadable)} of {len(images)} images cannot be decoded:"]
+    return "\n".join(lines + [f"  {path}: {reason}" for path, reason in unreadable])
+
+
+def _failures(name: str, rows: list[dict], images: list[Path] | None,
+              unreadable: list[tuple[str, str]] | None, shown: int = 3) -> list[str]:
+    """One phrase per failed part of the check: the counts that differ, the images that cannot be decoded."""
+    failures = []
+    differing = [r for r in rows if r["status"] == "DIFFERS"]
+    if differing:
+        detail = "; ".join(f"{r['quantity']}: found {r['found']}, expected {r['expected']}" for r in differing)
+        failures.append(f"counts differ from the official {name} release ({detail})")
+    if unreadable:
+        paths = ", ".join(path for path, _ in unreadable[:shown])
+        more = f" and {len(unreadable) - shown} more" if len(unreadable) > shown else ""
+        failures.append(f"{len(unreadable)} of {len(images)} images cannot be decoded ({paths}{more})")
+    return failures
 
 
 def _table(rows: list[tuple], header: tuple[str, ...]) -> str:

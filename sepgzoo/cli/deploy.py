@@ -181,7 +181,7 @@ def search(checkpoint, model_path, device, batch_size, gallery, gallery_modality
             for k, match in enumerate(result["matches"], 1):
                 click.echo(f"  {k:>3}  {match['cosine']:.4f}  {match['path']}")
     if out is not None:
-        from sepgzoo.evaluation.plots import draw_ranking
+        from sepgzoo.figures.retrieval import draw_ranking
 
         draw_ranking(results, out)
         if not as_json:

@@ -144,6 +144,12 @@ def check_counts(root: Path) -> list[dict]:
     return rows
 
 
+def image_files(root: Path) -> list[Path]:
+    """`sepgzoo data check`: every image the reader lists: the training lists and both test folders."""
+    ds = LLCM(root)
+    return [Path(s.path) for s in ds.train + ds.test_samples(VISIBLE) + ds.test_samples(INFRARED)]
+
+
 register_dataset(DatasetSpec(
     name="llcm", title="LLCM", reader=LLCM, protocols=PROTOCOLS, settings=settings, known_counts=check_counts,
-    stats_protocol=stats_protocol))
+    image_files=image_files, stats_protocol=stats_protocol))

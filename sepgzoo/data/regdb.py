@@ -111,7 +111,17 @@ def check_counts(root: Path) -> list[dict]:
     return rows
 
 
+def image_files(root: Path) -> list[Path]:
+    """`sepgzoo data check`: every image the split files list, over all ten splits (train and test, visible and
+    thermal), each once."""
+    paths: dict[str, None] = {}
+    for split in range(1, RegDB.NUM_TRIALS + 1):
+        ds = RegDB(root, trial=split)
+        paths.update(dict.fromkeys(s.path for s in ds.train + ds.test_visible + ds.test_infrared))
+    return [Path(p) for p in paths]
+
+
 register_dataset(DatasetSpec(
     name="regdb", title="RegDB", reader=RegDB, protocols=PROTOCOLS, settings=settings,
     recipe_options=("trial", "skip_unpaired"), split_option="trial", known_counts=check_counts,
-    stats_protocol=stats_protocol))
+    image_files=image_files, stats_protocol=stats_protocol))

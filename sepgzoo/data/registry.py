@@ -38,6 +38,8 @@ class DatasetSpec:
         split_option: the recipe key that selects a train/test split (RegDB: `trial`); a model is only
             evaluated on the split it was trained on. None: one split.
         known_counts: `known_counts(root)` -> rows of `count_row(...)` for `sepgzoo data check`; None: no check.
+        image_files: `image_files(root)` -> every image file the reader lists (training and test, both
+            modalities), each once, which `sepgzoo data check` decodes; None: the check compares counts only.
         stats_protocol: `stats_protocol(root, mode=, shot=, sampler=, trial=, direction=)` -> (parsed data
             set, protocol, trial index) for `sepgzoo data stats` (options it does not use are None or the
             command's defaults); None: the first protocol of `protocols`, trial `trial or 0`.
@@ -54,6 +56,7 @@ class DatasetSpec:
     recipe_options: tuple[str, ...] = ("skip_unpaired",)
     split_option: str | None = None
     known_counts: Callable[[Path], list[dict[str, Any]]] | None = None
+    image_files: Callable[[Path], list[Path]] | None = None
     stats_protocol: Callable[..., tuple[Any, Any, int]] | None = None
     needs_root: bool = True
 

@@ -246,9 +246,17 @@ def check_counts(root: Path) -> list[dict]:
     return rows + [count_row("exp/rand_perm_cam.mat present (official sampler)", None, int(has_perm))]
 
 
+def image_files(root: Path) -> list[Path]:
+    """`sepgzoo data check`: every image the reader lists, training (train + val ids) and test, all six cameras."""
+    ds = SYSUMM01(root)
+    pids = sorted(set(ds.train_ids) | set(ds.val_ids) | set(ds.test_ids))
+    return [Path(s.path) for s in ds.samples(pids, SYSUMM01.VISIBLE_CAMS + SYSUMM01.INFRARED_CAMS)]
+
+
 register_dataset(DatasetSpec(
     name="sysu", title="SYSU-MM01", reader=SYSUMM01, protocols=PROTOCOLS, settings=settings,
-    aliases=("sysu_mm01", "sysu-mm01", "sysumm01"), known_counts=check_counts, stats_protocol=stats_protocol))
+    aliases=("sysu_mm01", "sysu-mm01", "sysumm01"), known_counts=check_counts, image_files=image_files,
+    stats_protocol=stats_protocol))
 # generated SYSU-layout data (sepgzoo.data.synthetic, written by sepgzoo.data.sources.synthetic_root): read and evaluated
 # exactly as SYSU-MM01, so its protocols are the "sysu_*" ones
 register_dataset(DatasetSpec(

@@ -77,10 +77,10 @@ def _bench_onnxruntime(onnx_path: Path, seg_path: Path | None, images: dict[int,
     """ONNX Runtime rows with the CPU or CUDA provider; the row's device is the provider the session really uses."""
     import onnxruntime as ort
 
-    from sepgzoo.deploy.ort_runtime import DEVICE_PROVIDERS, OnnxEmbedder
+    from sepgzoo.deploy.ort_runtime import DEVICE_PROVIDERS, OnnxGraph
     from sepgzoo.timing import median_seconds
 
-    session = OnnxEmbedder(onnx_path, providers=device, threads=threads)
+    session = OnnxGraph(onnx_path, providers=device, threads=threads)  # exported for timing, without parity
     seg_session = None
     if seg_path is not None:
         options = ort.SessionOptions()
@@ -103,8 +103,9 @@ def _bench_onnxruntime(onnx_path: Path, seg_path: Path | None, images: dict[int,
 
 def _bench_tensorrt(onnx_path: Path, images: dict[int, np.ndarray], size: tuple[int, int], iters: int, warmup: int,
                     record, notes: list[str]) -> None:
-    """TensorRT rows (always on the GPU), or a note saying why there are none."""
-    from sepgzoo.deploy.tensorrt import TensorRTEmbedder, build_engine, tensorrt_missing
+    """TensorRT rows (always on the GPU), or a note saying why there are none. The engine is built for timing only
+    (no parity check, deleted afterwards), so it runs as a `TensorRTEngine`, which checks no sidecar."""
+    from sepgzoo.deploy.tensorrt import TensorRTEngine, build_engine, tensorrt_missing
     from sepgzoo.timing import median_seconds
 
     reason = tensorrt_missing()
@@ -113,7 +114,7 @@ def _bench_tensorrt(onnx_path: Path, images: dict[int, np.ndarray], size: tuple[
         return
     engine = onnx_path.with_suffix(".plan")
     build_engine(onnx_path, engine, "visible", size, max(images))
-    with TensorRTEmbedder(engine) as trt_model:
+    with TensorRTEngine(engine, "visible") as trt_model:
         for b, batch in images.items():
             record("tensorrt", b, median_seconds(lambda: trt_model.embed(batch), iters, warmup), None, "GPU")
 

@@ -58,6 +58,25 @@ def check_export_format(found: Any, where: str | Path) -> None:
                     "export it with `sepgzoo export`")
 
 
+def passed_check(parity: Any) -> bool:
+    """Whether a recorded parity check (a `parity` entry of export.json, the graph metadata or an engine sidecar)
+    says it passed. A missing or malformed record has not passed: the runtimes load only what passed."""
+    return isinstance(parity, dict) and parity.get("passed") is True
+
+
+def describe_check(parity: Any) -> str:
+    """What a parity record says, for a refusal: "no parity check" or "a failed parity check (min cosine ...)"."""
+    if not isinstance(parity, dict) or "passed" not in parity:
+        return "no parity check"
+    if parity["passed"] is True:
+        return "a passed parity check"
+    try:
+        numbers = f"min cosine {min(parity['min_cosine'].values()):.6f}, threshold {parity['threshold']}"
+    except (KeyError, TypeError, AttributeError, ValueError):
+        numbers = "no numbers recorded"
+    return f"a failed parity check ({numbers})"
+
+
 def decode_metadata(entries) -> dict[str, Any]:
     """The `sepgzoo.*` entries of ONNX metadata ((key, value) pairs) without the prefix, JSON-decoded where encoded."""
     out = {}

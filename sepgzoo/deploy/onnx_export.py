@@ -304,7 +304,7 @@ def model_metadata(model: nn.Module, modality: str | Modality | None = None, **e
     """The record stored in `metadata_props` and `export.json`: what the graph expects and returns."""
     record = {
         "format": FORMAT,
-        "model": getattr(model, "model_name", type(model).__name__),
+        "model": model.config.name if hasattr(model, "config") else type(model).__name__,  # registered name
         "input": {"name": INPUT_NAME, "dtype": "uint8", "layout": "NHWC", "channels": "RGB (infrared: grey x3)",
                   "height": model.input_size[0], "width": model.input_size[1], "value_range": [0, 255]},
         "preprocess": contract(model.input_size),
@@ -380,7 +380,9 @@ def to_onnx(model: nn.Module, modality: str | Modality, path: str | Path, opset:
         max_batch: largest batch the parity check runs (and the TensorRT profile will allow).
         fp16: network in float16, SEG and the final L2 normalisation in float32.
         metadata: extra entries for `metadata_props` (e.g. the recipe).
-        parity: run the parity check (always on in `export_checkpoint`).
+        parity: run the parity check (always on in `export_checkpoint`). A graph written without it records no
+            passed check in its metadata, and `OnnxEmbedder` / `open_model` refuse it (`bench infer` times it
+            with `OnnxGraph`).
 
     Example:
         >>> model, _ = load_model("runs/sysu", seg_impl="matmul")

@@ -1,4 +1,8 @@
-"""ONNX Runtime backend: an exported `.onnx` graph with explicitly chosen execution providers. Torch-free."""
+"""ONNX Runtime backend: an exported `.onnx` graph with explicitly chosen execution providers. Torch-free.
+
+`OnnxEmbedder` (what `open_model` returns) runs only a graph whose metadata records a passed parity check;
+`OnnxGraph` runs any graph of the export format (`bench infer` times graphs exported without the check).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ from sepgzoo.deploy.contract import (
     check_export_format,
     decode_metadata,
     default_opt_batch,
+    describe_check,
+    passed_check,
 )
 from sepgzoo.errors import UserError
 from sepgzoo.hub.hashing import sha256_file
@@ -64,8 +70,11 @@ def ort_cache_prefix(onnx_path: str | Path) -> str:
     return f"{Path(onnx_path).stem}_{sha256_file(onnx_path)[:16]}"
 
 
-class OnnxEmbedder(Batching):
+class OnnxGraph(Batching):
     """An exported `.onnx` file on ONNX Runtime with explicitly chosen execution providers.
+
+    Checks the export format only; deployments open graphs with `OnnxEmbedder`, which also refuses a graph
+    that has not passed its parity check.
 
     When a requested provider fails to start, ONNX Runtime prints "EP Error ... Falling back" to stdout and
     retries on CPU (or CUDA); here that text becomes one RuntimeWarning (stdout stays clean for `--json`),
@@ -100,7 +109,7 @@ class OnnxEmbedder(Batching):
         entries = [self._with_options(name, trt_cache) for name in requested]
         self.session = self._open_session(options, entries, requested[0])
         self.metadata = onnx_metadata(self.session)
-        check_export_format(self.metadata.get("format"), self.path)
+        self._check_metadata(self.metadata)
         self.modality = as_modality(self.metadata["modality"])
         self.input_size = tuple(self.metadata["input_size"])
         self.embedding_dim = int(self.metadata["embedding_dim"])
@@ -135,8 +144,12 @@ class OnnxEmbedder(Batching):
             raise UserError(f"cannot create the TensorRT cache folder {cache} ({err.strerror}); "
                             "give another one with trt_cache=") from None
         metadata = self._peek_metadata()
-        check_export_format(metadata.get("format"), self.path)  # the profile needs its input_size and max_batch
+        self._check_metadata(metadata)  # before TensorRT builds anything; the profile needs input_size and max_batch
         return name, ort_tensorrt_options(metadata, cache, ort_cache_prefix(self.path))
+
+    def _check_metadata(self, metadata: dict[str, Any]) -> None:
+        """UserError naming the file unless its metadata is of the current export format."""
+        check_export_format(metadata.get("format"), self.path)
 
     def _peek_metadata(self) -> dict[str, Any]:
         """The graph's metadata before the real session exists (a CPU session without graph optimisation)."""
@@ -171,4 +184,20 @@ class OnnxEmbedder(Batching):
         return self.session.run([OUTPUT_NAME], {INPUT_NAME: images})[0]
 
     def __repr__(self) -> str:
-        return f"OnnxEmbedder({str(self.path)!r}, modality={self.modality.value}, provider={self.provider})"
+        return f"{type(self).__name__}({str(self.path)!r}, modality={self.modality.value}, provider={self.provider})"
+
+
+class OnnxEmbedder(OnnxGraph):
+    """An exported graph that passed its parity check, on ONNX Runtime: what `open_model` returns for ONNX.
+
+    Refuses, before running anything, a graph whose metadata (`sepgzoo.parity`, the record `sepgzoo export`
+    writes into the graph once its parity check passed) records no passed check (a graph exported with
+    `to_onnx(..., parity=False)` or by another tool). Arguments as `OnnxGraph`.
+    """
+
+    def _check_metadata(self, metadata: dict[str, Any]) -> None:
+        super()._check_metadata(metadata)
+        if not passed_check(metadata.get("parity")):
+            raise UserError(f"ONNX model {self.path}: its metadata record sepgzoo.parity holds "
+                            f"{describe_check(metadata.get('parity'))}; expected parity.passed = true (a graph "
+                            "written by `sepgzoo export`, which checks it): export it again with `sepgzoo export`")

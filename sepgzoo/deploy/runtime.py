@@ -18,9 +18,18 @@ from pathlib import Path
 
 import numpy as np
 
-from sepgzoo.deploy.contract import ENGINE_SUFFIXES, EXPORT_JSON, Embedder, normalise_rows, read_export_json
+from sepgzoo.deploy.contract import (
+    ENGINE_SUFFIXES,
+    EXPORT_JSON,
+    Embedder,
+    describe_check,
+    normalise_rows,
+    passed_check,
+    read_export_json,
+)
 from sepgzoo.deploy.ort_runtime import OnnxEmbedder
 from sepgzoo.errors import UserError
+from sepgzoo.hub.hashing import sha256_file
 from sepgzoo.modality import Modality, as_modality
 from sepgzoo.preprocess import IMAGE_SUFFIXES
 
@@ -41,10 +50,41 @@ def rank(query: np.ndarray, gallery: np.ndarray, top_k: int) -> tuple[np.ndarray
     return order, np.take_along_axis(similarity, order, axis=1)
 
 
+def _file_in_export(directory: Path, modality: Modality, precision: str, backend: str) -> Path:
+    """The graph (or, for TensorRT, the engine beside it) of an export directory for one modality and precision.
+
+    A graph must have a passed parity check in `export.json` (`parity.<modality>.<precision>`) and the SHA-256
+    that `export.json` records for it; UserError naming the file and the record otherwise.
+    """
+    where = directory / EXPORT_JSON
+    record = read_export_json(directory)
+    try:
+        name = record["files"][modality.value][precision]
+    except KeyError:
+        raise UserError(f"{where} lists no {precision} graph for {modality.value}"
+                        + (" (export again with --fp16)" if precision == "fp16" else "")) from None
+    graph = directory / name
+    if backend == "tensorrt":
+        return graph.with_suffix(".plan")
+    key = f"parity.{modality.value}.{precision}"
+    parity = record.get("parity", {}).get(modality.value, {}).get(precision)
+    if not passed_check(parity):
+        raise UserError(f"{graph}: {where} records {describe_check(parity)} for it ({key}); expected "
+                        f"{key}.passed = true: export the checkpoint again with `sepgzoo export`")
+    if graph.is_file() and record.get("sha256", {}).get(name) != sha256_file(graph):
+        raise UserError(f"{graph} is not the graph {where} checked (its sha256.{name} differs): export the "
+                        "checkpoint again with `sepgzoo export`")
+    return graph
+
+
 def open_model(path: str | Path, modality: str | Modality | None = None, backend: str = "onnxruntime",
                providers: str | Sequence[str] = "cpu", fp16: bool = False, threads: int | None = None,
                trt_cache: str | Path | None = None) -> Embedder:
-    """Open one modality of an exported model.
+    """Open one modality of an exported model that passed its parity checks.
+
+    A graph is refused unless `export.json` (for a directory) and the graph's own metadata record a passed parity
+    check for it; an engine unless its sidecar does (see `TensorRTEmbedder`). Each refusal names the file and
+    the record.
 
     Args:
         path: an export directory (with `export.json`), an `.onnx` file, or a TensorRT engine (`.plan`).
@@ -66,16 +106,7 @@ def open_model(path: str | Path, modality: str | Modality | None = None, backend
     if path.is_dir():
         if wanted is None:
             raise UserError(f"{path} is an export directory: say which modality to open (visible or infrared)")
-        record = read_export_json(path)
-        precision = "fp16" if fp16 else "fp32"
-        try:
-            name = record["files"][wanted.value][precision]
-        except KeyError:
-            raise UserError(f"{path / EXPORT_JSON} lists no {precision} graph for {wanted.value}"
-                            + (" (export again with --fp16)" if fp16 else "")) from None
-        path = path / name
-        if backend == "tensorrt":
-            path = path.with_suffix(".plan")
+        path = _file_in_export(path, wanted, "fp16" if fp16 else "fp32", backend)
     if path.suffix.lower() in ENGINE_SUFFIXES or backend == "tensorrt":
         from sepgzoo.deploy.tensorrt import TensorRTEmbedder
 

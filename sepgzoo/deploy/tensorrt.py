@@ -1,8 +1,14 @@
 """TensorRT engines from exported ONNX graphs: build (one per modality, dynamic-batch profile), sidecars, loading.
 
+An engine reaches the export directory only after it passed its parity check against ONNX Runtime: engines are
+built and checked in a hidden staging folder, and published (engine + sidecar recording the check and the
+engine's SHA-256) only when every one of them passed. The runtime (`TensorRTEmbedder`) loads only an engine
+whose sidecar records a passed check for exactly its bytes.
+
 `tensorrt` (and cuda-python for device buffers) are imported lazily; without them this module still
-writes the exact `trtexec` command lines to build the engines on the target (a Jetson builds its own).
-Torch-free, like `sepgzoo.deploy.runtime`.
+writes the exact `trtexec` command lines to build the engines on the target (a Jetson builds its own) for the
+target's own TensorRT application: such engines have no sidecar, so sepgzoo's runtime refuses them.
+Torch-free, like `sepgzoo.deploy.runtime`: `build_engines(export_dir)` runs on a target without PyTorch.
 
 FP16: the fp16 ONNX (network in fp16, SEG and the final L2 norm in fp32) built as a *strongly typed*
 network, on TensorRT 10 and 11 alike. The TensorRT 10 weak-typing FP16 flag is not used: it lets
@@ -11,10 +17,13 @@ TensorRT pick fp16 for any layer, SEG's MatMul-DFT included, and TensorRT 11 rem
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import os
 import shlex
+import shutil
 import subprocess
-import warnings
+import tempfile
 import weakref
 from pathlib import Path
 from typing import Any
@@ -30,6 +39,8 @@ from sepgzoo.deploy.contract import (
     Batching,
     cosine_rows,
     default_opt_batch,
+    describe_check,
+    passed_check,
     read_export_json,
 )
 from sepgzoo.deploy.ort_runtime import OnnxEmbedder
@@ -37,7 +48,13 @@ from sepgzoo.errors import UserError
 from sepgzoo.hub.hashing import sha256_file
 from sepgzoo.modality import Modality, as_modality
 
-ENGINE_FORMAT = "sepgzoo-trt-engine/2"  # 1: built from export format 1 (embeddings of norm sqrt(parts))
+#: Sidecar formats. 1: built from export format 1 (embeddings of norm sqrt(parts)). 2: written before the parity
+#: check, so it may describe an engine that failed it. 3: written only once the engine passed its parity check; it
+#: records the check (`parity`) and the engine's SHA-256 (`engine_sha256`), which binds the record to those bytes.
+#: The runtime reads format 3 only.
+ENGINE_FORMAT = "sepgzoo-trt-engine/3"
+STAGING_PREFIX = ".trt-staging."  # hidden folder in the export directory where engines wait for their parity check
+REBUILD = "rebuild it with `sepgzoo export --trt` on this machine"
 TRTEXEC_SCRIPT = "build_engines.sh"
 DEFAULT_WORKSPACE_MIB = 2048
 CUDA_PYTHON_PIP = "pip install 'cuda-python>=12,<13' (CUDA 12, JetPack 6) or 'cuda-python>=13,<14' (CUDA 13)"
@@ -53,6 +70,10 @@ class EngineBuildError(UserError):
 
 class EngineMismatch(UserError):
     """An engine was built for another GPU or TensorRT version (engines are not portable)."""
+
+
+class EngineNotVerified(UserError):
+    """An engine whose sidecar does not record a passed parity check for exactly its bytes: the runtime refuses it."""
 
 
 def engine_filename(modality: str | Modality, fp16: bool = False) -> str:
@@ -145,17 +166,33 @@ def check_compatible(sidecar: dict[str, Any], platform: dict[str, str], engine: 
              for key in keys if str(sidecar.get(key)) != str(platform.get(key))]
     if diffs:
         raise EngineMismatch(f"TensorRT engine {engine} was built for another platform ({'; '.join(diffs)}). "
-                             "Engines are specific to one GPU and TensorRT version: rebuild it on this machine "
-                             "(`sepgzoo export --trt`, or the trtexec commands in "
-                             f"{TRTEXEC_SCRIPT} of the export directory).")
+                             f"Engines are specific to one GPU and TensorRT version: {REBUILD}.")
 
 
-def read_sidecar(engine: str | Path) -> dict[str, Any] | None:
-    """The engine's sidecar JSON, or None when there is none (e.g. an engine built with trtexec)."""
+def verified_sidecar(engine: str | Path) -> dict[str, Any]:
+    """The sidecar of an engine that passed its parity check, read without touching TensorRT.
+
+    Reading rules: the sidecar exists (engines built with trtexec have none), has format `ENGINE_FORMAT`, records
+    `parity.passed` true, and its `engine_sha256` is the engine file's (an engine rebuilt or copied over after
+    the check is not the engine that was checked).
+
+    Raises:
+        EngineNotVerified (a UserError) naming the engine, the sidecar and what to do; UserError for a sidecar of
+        another format.
+    """
+    engine = Path(engine)
     path = sidecar_path(engine)
     if not path.is_file():
-        return None
-    return read_json(path, ENGINE_FORMAT, ": rebuild the engine from a current export (`sepgzoo export --trt`)")
+        raise EngineNotVerified(f"TensorRT engine {engine} has no sidecar {path} recording a passed parity check "
+                                f"(engines built with trtexec have none); expected one written by sepgzoo: {REBUILD}")
+    record = read_json(path, ENGINE_FORMAT, f" (the sidecar of TensorRT engine {engine}): {REBUILD}")
+    if not passed_check(record.get("parity")):
+        raise EngineNotVerified(f"TensorRT engine {engine}: its sidecar {path} records "
+                                f"{describe_check(record.get('parity'))}; expected parity.passed = true: {REBUILD}")
+    if record.get("engine_sha256") != sha256_file(engine):
+        raise EngineNotVerified(f"TensorRT engine {engine} is not the engine its sidecar {path} checked (engine_sha256 "
+                                f"differs: the file was replaced after the check): {REBUILD}")
+    return record
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -232,7 +269,11 @@ def write_trtexec_script(export_dir: str | Path, fp16: bool = False, max_batch: 
 def build_engine(onnx_path: str | Path, engine_path: str | Path, modality: str | Modality,
                  input_size: tuple[int, int], max_batch: int, opt_batch: int | None = None, fp16: bool = False,
                  workspace_mib: int = DEFAULT_WORKSPACE_MIB) -> dict[str, Any]:
-    """Build one engine with the TensorRT Python API and write it with its sidecar; returns the sidecar.
+    """Build one engine with the TensorRT Python API and write it; returns its sidecar record, without `parity`.
+
+    The engine is unchecked: `build_engines` builds into a staging folder and publishes an engine with its sidecar
+    only once it passed its parity check. `TensorRTEngine` runs any engine; `TensorRTEmbedder` refuses this one
+    until then.
 
     Args:
         onnx_path: an exported ONNX file (the fp16 one when fp16=True).
@@ -244,7 +285,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, modality: str |
         workspace_mib: builder workspace pool.
 
     Raises:
-        TensorRTUnavailable without TensorRT or a CUDA device; RuntimeError when parsing or building fails.
+        TensorRTUnavailable without TensorRT or a CUDA device; EngineBuildError when parsing or building fails.
     """
     platform = current_platform()
     import tensorrt as trt
@@ -275,23 +316,25 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, modality: str |
     engine_path = Path(engine_path)
     with atomic_path(engine_path) as tmp:
         tmp.write_bytes(bytes(plan))
-    sidecar = {"format": ENGINE_FORMAT, "modality": as_modality(modality).value, **platform,
-               "precision": "fp16" if fp16 else "fp32",
-               "strongly_typed": bool(fp16), "onnx": Path(onnx_path).name, "onnx_sha256": sha256_file(onnx_path),
-               "profile": {"min": 1, "opt": opt, "max": max_batch}, "input_size": list(input_size),
-               "workspace_mib": workspace_mib}
-    write_json(sidecar_path(engine_path), sidecar)
-    return sidecar
+    return {"format": ENGINE_FORMAT, "modality": as_modality(modality).value, **platform,
+            "precision": "fp16" if fp16 else "fp32",
+            "strongly_typed": bool(fp16), "onnx": Path(onnx_path).name, "onnx_sha256": sha256_file(onnx_path),
+            "profile": {"min": 1, "opt": opt, "max": max_batch}, "input_size": list(input_size),
+            "workspace_mib": workspace_mib, "engine_sha256": sha256_file(engine_path)}
 
 
 def build_engines(export_dir: str | Path, fp16: bool = False, max_batch: int | None = None,
                   opt_batch: int | None = None) -> dict[str, Any]:
-    """Build one engine per modality in an export directory, check parity against ONNX Runtime CPU, and record
-    everything under `tensorrt` in `export.json`.
+    """Build one engine per modality in an export directory, check each against ONNX Runtime CPU, and publish them
+    (engine + sidecar, recorded under `tensorrt` in `export.json`) only when every one passed.
+
+    The engines are built and checked in a hidden staging folder of the export directory; on any failure it is
+    removed and the engines already in the export directory are left exactly as they were.
 
     Raises:
         TensorRTUnavailable (naming TensorRT) when TensorRT or a CUDA device is missing; the export directory
-        then holds `build_engines.sh` with the trtexec command lines to run on the target.
+        then holds `build_engines.sh` with the trtexec command lines to run on the target. EngineBuildError when
+        an engine cannot be built or fails its parity check (naming the engine, its min cosine and the threshold).
     """
     export_dir = Path(export_dir)
     record = read_export_json(export_dir)
@@ -300,30 +343,75 @@ def build_engines(export_dir: str | Path, fp16: bool = False, max_batch: int | N
     if reason:
         script, lines = write_trtexec_script(export_dir, fp16, max_batch, opt_batch)
         raise TensorRTUnavailable(f"{reason}. The ONNX graphs are in {export_dir}; build the engines on the target "
-                                  f"with the trtexec commands in {script}:\n  " + "\n  ".join(lines))
-    precision = "fp16" if fp16 else "fp32"
-    engines = {}
-    for modality in Modality:
-        onnx_path = export_dir / _onnx_name(record, modality, precision, export_dir)
-        engine_path = export_dir / engine_filename(modality, fp16)
-        sidecar = build_engine(onnx_path, engine_path, modality, tuple(record["input_size"]), max_batch,
-                               opt_batch, fp16)
-        sidecar["parity"] = engine_parity(engine_path, export_dir / record["files"][modality.value]["fp32"],
-                                          max_batch, PARITY_COSINE[precision])
-        write_json(sidecar_path(engine_path), sidecar)
-        if not sidecar["parity"]["passed"]:
-            raise EngineBuildError(f"TensorRT parity failed for {engine_path}: {sidecar['parity']}")
-        engines[modality.value] = {"engine": engine_path.name, **sidecar}
-    record.setdefault("tensorrt", {})[precision] = engines
+                                  "with `sepgzoo export --trt` (parity-checked: what sepgzoo's runtime loads), or "
+                                  f"for your own TensorRT application with the trtexec commands in {script}:\n  "
+                                  + "\n  ".join(lines))
+    with engine_staging(export_dir) as staging:
+        sidecars = {modality.value: _checked_engine(export_dir, staging, record, modality, fp16, max_batch, opt_batch)
+                    for modality in Modality}
+        engines = {}
+        for modality, sidecar in sidecars.items():
+            name = engine_filename(modality, fp16)
+            _publish(staging / name, export_dir / name)
+            engines[modality] = {"engine": name, **sidecar}
+    record.setdefault("tensorrt", {})["fp16" if fp16 else "fp32"] = engines
     write_json(export_dir / EXPORT_JSON, record)
     return engines
+
+
+@contextlib.contextmanager
+def engine_staging(export_dir: Path):
+    """Yield a new hidden folder in the export directory (same file system: publishing is a rename); it is removed
+    afterwards with whatever is still in it."""
+    try:
+        staging = Path(tempfile.mkdtemp(dir=export_dir, prefix=STAGING_PREFIX))
+    except OSError as err:
+        raise UserError(f"cannot build TensorRT engines in {export_dir}: {err.strerror}") from None
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _checked_engine(export_dir: Path, staging: Path, record: dict[str, Any], modality: Modality, fp16: bool,
+                    max_batch: int, opt_batch: int | None) -> dict[str, Any]:
+    """Build one modality's engine into `staging`, check its parity, and write its sidecar there; returns it.
+
+    Raises:
+        EngineBuildError naming the engine, its min cosine and the threshold when the parity check fails.
+    """
+    precision = "fp16" if fp16 else "fp32"
+    staged = staging / engine_filename(modality, fp16)
+    sidecar = build_engine(export_dir / _onnx_name(record, modality, precision, export_dir), staged, modality,
+                           tuple(record["input_size"]), max_batch, opt_batch, fp16)
+    sidecar["parity"] = engine_parity(staged, export_dir / _onnx_name(record, modality, "fp32", export_dir),
+                                      max_batch, PARITY_COSINE[precision])
+    parity = sidecar["parity"]
+    if not passed_check(parity):
+        target = export_dir / staged.name
+        kept = f"; the earlier {target.name} there is untouched" if target.exists() else ""
+        raise EngineBuildError(f"TensorRT engine {target} failed its parity check against ONNX Runtime CPU: min "
+                               f"cosine {min(parity['min_cosine'].values()):.6f} < threshold {parity['threshold']} "
+                               f"(per batch {parity['min_cosine']}); it was not kept{kept}")
+    write_json(sidecar_path(staged), sidecar)
+    return sidecar
+
+
+def _publish(staged: Path, engine: Path) -> None:
+    """Move a checked engine and its sidecar from the staging folder into place (renames on one file system).
+
+    Sidecar first: until the engine follows, the new sidecar's `engine_sha256` matches no engine there, and the
+    old sidecar never describes the new engine, so the runtime never loads an engine with another engine's record.
+    """
+    os.replace(sidecar_path(staged), sidecar_path(engine))
+    os.replace(staged, engine)
 
 
 def engine_parity(engine_path: str | Path, onnx_path: str | Path, max_batch: int, threshold: float) -> dict[str, Any]:
     """TensorRT vs ONNX Runtime CPU (fp32 graph) at batch 1, 3 and max on deterministic images."""
     reference = OnnxEmbedder(onnx_path, providers="cpu")
     batches = sorted({1, min(3, max_batch), max_batch})
-    with TensorRTEmbedder(engine_path) as engine:
+    with TensorRTEngine(engine_path, reference.modality) as engine:
         rng = np.random.default_rng(0)
         images = rng.integers(0, 256, size=(max_batch, *engine.input_size, 3), dtype=np.uint8)
         expected = reference.embed(images)
@@ -427,27 +515,28 @@ class _CudaPython:
         self.close()
 
 
-class TensorRTEmbedder(Batching):
-    """A TensorRT engine built by sepgzoo (or trtexec), run with the v3 name-based API on a non-default stream.
+def _require_engine_file(path: Path) -> None:
+    if not path.is_file():
+        raise UserError(f"TensorRT engine {path} does not exist (build it with `sepgzoo export --trt`)")
 
-    Refuses an engine whose sidecar names another GPU or TensorRT version. Engines built with trtexec have
-    no sidecar: then only TensorRT's own check applies, and a warning says so.
+
+class TensorRTEngine(Batching):
+    """Runs a serialized TensorRT engine with the v3 name-based API on a non-default stream.
+
+    It checks nothing of sepgzoo's records, only that TensorRT can load the bytes: the builder's parity check and
+    `bench infer` run engines with it. Deployments open engines with `TensorRTEmbedder`, which refuses one that
+    has not passed its parity check. Needs `tensorrt` and cuda-python (check `tensorrt_missing()` first).
+
+    Args:
+        path: a serialized engine (`.plan`).
+        modality: what the engine embeds.
     """
 
     provider = "TensorRT"
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, modality: str | Modality) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
-            raise UserError(f"TensorRT engine {self.path} does not exist (build it with `sepgzoo export --trt` "
-                            f"or {TRTEXEC_SCRIPT})")
-        platform = current_platform()
-        sidecar = read_sidecar(self.path)
-        if sidecar is None:
-            warnings.warn(f"{self.path} has no sidecar {sidecar_path(self.path).name}: cannot check that it was "
-                          "built for this GPU and TensorRT version", RuntimeWarning, stacklevel=2)
-        else:
-            check_compatible(sidecar, platform, self.path)
+        _require_engine_file(self.path)
         import tensorrt as trt
 
         logger = trt.Logger(trt.Logger.WARNING)
@@ -461,8 +550,7 @@ class TensorRTEmbedder(Batching):
         self.max_batch = int(max_shape[0])
         self.input_size = (int(max_shape[1]), int(max_shape[2]))
         self.embedding_dim = int(self.engine.get_tensor_shape(OUTPUT_NAME)[-1])
-        self.modality = as_modality(self.path.stem.removesuffix("_fp16")) if sidecar is None or \
-            "modality" not in sidecar else as_modality(sidecar["modality"])
+        self.modality = as_modality(modality)
         self.cuda = _CudaPython()
 
     def _run(self, images: np.ndarray) -> np.ndarray:
@@ -486,8 +574,24 @@ class TensorRTEmbedder(Batching):
         if cuda is not None:
             cuda.close()
 
-    def __enter__(self) -> TensorRTEmbedder:
+    def __enter__(self) -> TensorRTEngine:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class TensorRTEmbedder(TensorRTEngine):
+    """A TensorRT engine that passed its parity check, on the platform it was built for: what `open_model` returns.
+
+    Refuses, before TensorRT is imported, an engine whose sidecar is missing (trtexec builds), of another format,
+    records no passed parity check, or checked other bytes (`verified_sidecar`); then one built for another GPU,
+    compute capability or TensorRT version (`check_compatible`).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        path = Path(path)
+        _require_engine_file(path)
+        self.sidecar = verified_sidecar(path)
+        check_compatible(self.sidecar, current_platform(), path)
+        super().__init__(path, self.sidecar["modality"])
