@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from sepgzoo import create_model
 from sepgzoo.models.seg import SpectralEnhance
-from sepgzoo.timing import median_seconds
+from sepgzoo.utils.timing import median_seconds
 
 
 def main() -> None:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sepgzoo.atomic import write_json, write_text
+from sepgzoo.utils.atomic import write_json, write_text
 
 REPORT_JSON = "gpu-report.json"
 REPORT_MD = "gpu-report.md"

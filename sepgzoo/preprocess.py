@@ -35,6 +35,17 @@ _PIL_FILTERS = {"bilinear": Image.Resampling.BILINEAR}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
+def list_images(folder: str | Path, recursive: bool = False) -> list[Path]:
+    """Entries of `folder` (and of its subfolders when `recursive`) whose suffix is in `IMAGE_SUFFIXES`, sorted by
+    path; an absent folder gives []. Whatever is listed is decoded later, so a broken file or a folder named like
+    an image is reported by name there, never skipped in silence."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    entries = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
 #: PIL modes of more than 8 bits per sample (16-bit PNG/TIFF, e.g. raw thermal frames)
 _WIDE_MODES = ("I;16", "I;16B", "I;16L", "I")
 

@@ -30,7 +30,7 @@ from sepgzoo.deploy.tensorrt import (
     verified_sidecar,
 )
 from sepgzoo.errors import UserError
-from sepgzoo.hub.hashing import sha256_file
+from sepgzoo.utils.hashing import sha256_file
 
 PLATFORM = {"tensorrt_version": "10.3.0", "gpu_name": "Fake GPU", "compute_capability": "8.7"}
 PASSED = {"threshold": 0.9999, "min_cosine": {"1": 0.99999, "4": 0.99998}, "passed": True}

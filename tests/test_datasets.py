@@ -9,12 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from sepgzoo.data.datasets import INFRARED, VISIBLE, Sample, list_images, load_image
+from sepgzoo.data.datasets import INFRARED, VISIBLE, Sample, load_image
 from sepgzoo.data.registry import build_dataset, dataset_names, get_dataset
 from sepgzoo.data.sampler import CrossModalitySampler
 from sepgzoo.data.torchdata import CrossModalityDataset, ImageDataset
 from sepgzoo.data.transforms import build_test_transform, build_train_transform
 from sepgzoo.errors import UserError
+from sepgzoo.preprocess import list_images
 
 
 def id_file(root: Path, name: str) -> list[int]:

@@ -23,7 +23,7 @@ from sepgzoo.deploy.tensorrt import (
     trtexec_command,
     trtexec_commands,
 )
-from sepgzoo.hub.hashing import sha256_file
+from sepgzoo.utils.hashing import sha256_file
 
 D = 384
 TRT_MISSING = tensorrt_missing()

@@ -45,7 +45,7 @@ def test_a_full_disk_during_a_checkpoint_write_keeps_the_previous_checkpoint(tmp
 
 
 def test_a_read_only_folder_is_one_line_naming_the_file(tmp_path, monkeypatch):
-    from sepgzoo.atomic import write_text
+    from sepgzoo.utils.atomic import write_text
 
     def read_only(*args, **kwargs):
         raise PermissionError(errno.EROFS, "Read-only file system")

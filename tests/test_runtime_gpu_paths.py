@@ -23,7 +23,7 @@ from sepgzoo.cli import main
 from sepgzoo.deploy.contract import EXPORT_JSON, FORMAT, INPUT_NAME, OUTPUT_NAME
 from sepgzoo.deploy.ort_runtime import OnnxEmbedder, ort_cache_prefix, ort_tensorrt_options
 from sepgzoo.deploy.tensorrt import TensorRTEmbedder, TensorRTUnavailable, build_engines, tensorrt_missing
-from sepgzoo.hub.hashing import sha256_file
+from sepgzoo.utils.hashing import sha256_file
 
 H, W = 64, 32
 

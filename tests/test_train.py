@@ -114,7 +114,7 @@ def test_an_eval_with_the_training_settings_records_exactly_the_training_numbers
 
 
 def _weights_sha(run: Path) -> str:
-    from sepgzoo.hub.hashing import sha256_file
+    from sepgzoo.utils.hashing import sha256_file
 
     return sha256_file(run / "model.safetensors")
 

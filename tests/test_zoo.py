@@ -14,8 +14,8 @@ from sepgzoo.errors import UserError
 from sepgzoo.evaluation.evaluate import evaluate_run
 from sepgzoo.evaluation.records import write_training_record
 from sepgzoo.hub.checkpoint import load_model, save_model
-from sepgzoo.hub.hashing import sha256_file
 from sepgzoo.hub.zoo import load_manifest, load_pretrained, materialise, publish, render_readme, weights_dir
+from sepgzoo.utils.hashing import sha256_file
 
 TINY = ["model.name=test_sepg", "model.parts=4", "model.part_dim=32", "data.height=64", "data.width=32",
         "eval.trials=2", "data.workers=0"]

@@ -30,8 +30,8 @@ def bench() -> None:
 def bench_train(model: str, ids: int, images_per_id: int, size: tuple[int, int], steps: int, warmup: int, device: str,
                 amp: bool, channels_last: bool | None, compile_: bool | None, as_json: bool) -> None:
     """Training-step throughput, peak memory, and the losses' and convolutions' shares of step time."""
-    from sepgzoo.device import resolve_device
     from sepgzoo.training.bench import bench_training_step
+    from sepgzoo.utils.device import resolve_device
 
     result = bench_training_step(model, ids, images_per_id, tuple(size), steps, resolve_device(device), amp,
                                  channels_last=channels_last, compile=compile_, warmup=warmup)

@@ -10,10 +10,10 @@ from typing import Any
 import click
 
 from sepgzoo.cli.zoo import weights_option
-from sepgzoo.deploy.runtime import list_images, open_model, rank
+from sepgzoo.deploy.runtime import open_model, rank
 from sepgzoo.errors import UserError
 from sepgzoo.modality import Modality, as_modality
-from sepgzoo.preprocess import IMAGE_SUFFIXES
+from sepgzoo.preprocess import IMAGE_SUFFIXES, list_images
 
 MODALITY_HELP = "visible or infrared"
 
@@ -160,9 +160,9 @@ def search(checkpoint, model_path, device, batch_size, gallery, gallery_modality
            out, as_json) -> None:
     """Rank a gallery of your own images for each query image, by cosine similarity of the embeddings."""
     def body():
-        gallery_paths = list_images(gallery)
+        gallery_paths = list_images(gallery, recursive=True)
         if not gallery_paths:
-            raise UserError(f"no images ({' '.join(IMAGE_SUFFIXES)}) found under {gallery}")
+            raise UserError(f"no images ({' '.join(IMAGE_SUFFIXES)}) found under {gallery} (or it is not a folder)")
         make = _backends(checkpoint, model_path, device, batch_size)
         gallery_emb = make(gallery_modality).embed_paths(gallery_paths, batch_size)
         query_emb = make(query_modality).embed_paths(list(queries), batch_size)

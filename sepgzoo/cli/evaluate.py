@@ -29,10 +29,10 @@ def eval_command(checkpoints: tuple[str, ...], overrides: tuple[str, ...], as_js
     """
     if not checkpoints:
         raise click.UsageError("give --checkpoint RUN or --weights NAME.TAG")
-    from sepgzoo.device import resolve_device
     from sepgzoo.evaluation.evaluate import average_reports, evaluate_run
     from sepgzoo.evaluation.records import write_evaluation_record
     from sepgzoo.evaluation.report import format_table, json_summary
+    from sepgzoo.utils.device import resolve_device
 
     torch_device = resolve_device(device)
     reports = [evaluate_run(path, overrides, device=torch_device, plots=plots if len(checkpoints) == 1 else None)

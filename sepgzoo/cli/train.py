@@ -70,8 +70,8 @@ def train(recipe_name: str, overrides: tuple[str, ...], output: str | None, resu
 def pretrain(backbone: str, out: str, ids: int, images_per_id: int, epochs: int, seed: int, size: tuple[int, int],
              exclude_ids: int, exclude_seed: int, device: str, force: bool) -> None:
     """Pretrain a backbone offline (an ImageNet stand-in) on synthetic people disjoint from the evaluation set."""
-    from sepgzoo.device import resolve_device
     from sepgzoo.training.pretrain import pretrain_backbone, summary_path
+    from sepgzoo.utils.device import resolve_device
 
     weights = pretrain_backbone(backbone, out, ids=ids, seed=seed, exclude_ids=exclude_ids, exclude_seed=exclude_seed,
                                 epochs=epochs, height=size[0], width=size[1], images_per_id=images_per_id,

@@ -89,7 +89,7 @@ def readme(check: bool) -> None:
         if not path.is_file() or path.read_text() != text:
             raise click.ClickException(f"{path} is out of date; run `sepgzoo zoo readme`")
         return
-    from sepgzoo.atomic import write_text
+    from sepgzoo.utils.atomic import write_text
 
     write_text(path, text)
     click.echo(path)

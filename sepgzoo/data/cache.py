@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from sepgzoo.atomic import atomic_path
 from sepgzoo.data.datasets import load_image
 from sepgzoo.data.transforms import resize_step
 from sepgzoo.preprocess import RESIZE_FILTER
+from sepgzoo.utils.atomic import atomic_path
 
 
 class ResizedImageCache:

@@ -16,7 +16,7 @@ from PIL import Image
 
 from sepgzoo.errors import UserError
 from sepgzoo.modality import MODALITIES
-from sepgzoo.preprocess import IMAGE_SUFFIXES, decode_rgb
+from sepgzoo.preprocess import decode_rgb
 
 logger = logging.getLogger(__name__)
 
@@ -43,13 +43,6 @@ class Sample:
 def load_image(path: str | Path) -> Image.Image:
     """Decode an image file as 3-channel RGB (`sepgzoo.preprocess.decode_rgb`; the error names the path)."""
     return decode_rgb(path)
-
-
-def list_images(folder: Path) -> list[Path]:
-    """Image files (`sepgzoo.preprocess.IMAGE_SUFFIXES`) of a folder sorted by name; an absent folder gives []."""
-    if not folder.is_dir():
-        return []
-    return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=lambda p: p.name)
 
 
 def require_dir(path: Path, what: str) -> Path:

@@ -14,7 +14,6 @@ from sepgzoo.data.datasets import (
     VISIBLE,
     Sample,
     check_paired,
-    list_images,
     parse_camera,
     read_id_line,
     read_label_list,
@@ -32,6 +31,7 @@ from sepgzoo.data.protocols import (
     with_fixed_options,
 )
 from sepgzoo.data.registry import DatasetSpec, count_row, register_dataset
+from sepgzoo.preprocess import list_images
 
 #: drop gallery items with the query's identity and camera, identity-deduplicated CMC (`sepgzoo.evaluation.metrics`)
 METRIC = "dedup_drop_same_id_same_cam"

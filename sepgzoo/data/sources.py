@@ -4,9 +4,6 @@ parsed data set through its registered reader, and the image loader (optionally 
 `cfg` is a `sepgzoo.config.DataCfg` (not imported here: the recipe schema itself reads the data set registry).
 """
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from sepgzoo.data.cache import ResizedImageCache
@@ -14,7 +11,8 @@ from sepgzoo.data.datasets import load_image
 from sepgzoo.data.registry import build_dataset, get_dataset
 from sepgzoo.data.synthetic import write_synthetic
 from sepgzoo.errors import UserError
-from sepgzoo.hub.cache import cache_dir
+from sepgzoo.utils.atomic import staging_folder
+from sepgzoo.utils.cache import cache_dir
 
 
 def synthetic_root(cfg, seed: int = 0) -> Path:
@@ -22,15 +20,8 @@ def synthetic_root(cfg, seed: int = 0) -> Path:
     layout); what `dataset_root` gives for a data set registered with `needs_root=False`."""
     root = Path(cfg.root) if cfg.root else cache_dir() / "synthetic" / f"sysu-ids{cfg.synthetic_ids}-seed{seed}"
     if not (root / "exp").is_dir():
-        root.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}."))
-        try:
-            write_synthetic("sysu", staging / "data", ids=cfg.synthetic_ids, seed=seed)
-            if not (root / "exp").is_dir():  # another process may have finished first
-                shutil.rmtree(root, ignore_errors=True)
-                os.replace(staging / "data", root)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        with staging_folder(root) as staging:
+            write_synthetic("sysu", staging, ids=cfg.synthetic_ids, seed=seed)
     return root
 
 

@@ -16,7 +16,6 @@ from sepgzoo.data.datasets import (
     Sample,
     check_no_leak,
     check_paired,
-    list_images,
     read_id_line,
     relabel,
     require_dir,
@@ -33,6 +32,7 @@ from sepgzoo.data.protocols import (
 )
 from sepgzoo.data.registry import DatasetSpec, count_row, register_dataset
 from sepgzoo.errors import UserError
+from sepgzoo.preprocess import list_images
 
 #: removal of cam-2 gallery items for cam-3 queries, identity-deduplicated CMC (`sepgzoo.data.rules.METRIC_RULES`)
 METRIC = "dedup_drop_cam2_for_cam3"

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from functools import partial
 
-import torch
 from torchvision.transforms import v2
 
 from sepgzoo.preprocess import resize
+from sepgzoo.utils.tensors import to_unit_range
 
 #: fill of erased rectangles: the ImageNet mean, i.e. 0 after the model's normalisation
 ERASE_FILL = (0.485, 0.456, 0.406)
@@ -56,11 +56,6 @@ def build_train_transform(size: tuple[int, int] = DEFAULT_SIZE, pad: int = 10, f
     if erasing_p > 0:
         steps.append(v2.RandomErasing(p=erasing_p, scale=erasing_scale, value=list(ERASE_FILL)))
     return v2.Compose(steps)
-
-
-def to_unit_range(pixels: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels -> float32 in [0, 1] as x / 255: the one conversion (the exported graph divides the same way)."""
-    return pixels.to(torch.float32) / 255.0
 
 
 def resize_step(size: tuple[int, int]):

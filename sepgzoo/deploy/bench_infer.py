@@ -18,8 +18,8 @@ def seg_onnx(size: tuple[int, int], path: Path) -> None:
     """SEG alone (uint8 NHWC -> cast -> /255 -> SEG) as an ONNX graph, to measure its share of the visible graph."""
     import torch
 
-    from sepgzoo.data.transforms import to_unit_range
     from sepgzoo.models.seg import SpectralEnhance
+    from sepgzoo.utils.tensors import to_unit_range
 
     class SegGraph(torch.nn.Module):
         def __init__(self) -> None:
@@ -57,8 +57,8 @@ def _bench_torch(model, images: dict[int, np.ndarray], device: str, iters: int, 
     """PyTorch eager rows: the whole visible graph and SEG alone, on `device`."""
     import torch
 
-    from sepgzoo.data.transforms import to_unit_range
-    from sepgzoo.timing import median_seconds
+    from sepgzoo.utils.tensors import to_unit_range
+    from sepgzoo.utils.timing import median_seconds
 
     torch_device = torch.device(device)
     model.to(torch_device)
@@ -78,7 +78,7 @@ def _bench_onnxruntime(onnx_path: Path, seg_path: Path | None, images: dict[int,
     import onnxruntime as ort
 
     from sepgzoo.deploy.ort_runtime import DEVICE_PROVIDERS, OnnxGraph
-    from sepgzoo.timing import median_seconds
+    from sepgzoo.utils.timing import median_seconds
 
     session = OnnxGraph(onnx_path, providers=device, threads=threads)  # exported for timing, without parity
     seg_session = None
@@ -106,7 +106,7 @@ def _bench_tensorrt(onnx_path: Path, images: dict[int, np.ndarray], size: tuple[
     """TensorRT rows (always on the GPU), or a note saying why there are none. The engine is built for timing only
     (no parity check, deleted afterwards), so it runs as a `TensorRTEngine`, which checks no sidecar."""
     from sepgzoo.deploy.tensorrt import TensorRTEngine, build_engine, tensorrt_missing
-    from sepgzoo.timing import median_seconds
+    from sepgzoo.utils.timing import median_seconds
 
     reason = tensorrt_missing()
     if reason:

@@ -12,7 +12,6 @@ import contextlib
 import copy
 import io
 import json
-import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +21,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from sepgzoo.atomic import atomic_path, write_json
-from sepgzoo.data.transforms import to_unit_range
 from sepgzoo.deploy.contract import (
     EXPORT_JSON,
     FORMAT,
@@ -34,11 +31,13 @@ from sepgzoo.deploy.contract import (
     cosine_rows,
 )
 from sepgzoo.errors import UserError
-from sepgzoo.hub.hashing import sha256_file
 from sepgzoo.modality import Modality, as_modality
 from sepgzoo.models.layers import join_parts, spatial_attention
 from sepgzoo.models.seg import SpectralEnhance
 from sepgzoo.preprocess import contract
+from sepgzoo.utils.atomic import atomic_path, staging_folder, write_json
+from sepgzoo.utils.hashing import sha256_file
+from sepgzoo.utils.tensors import to_unit_range
 
 DEFAULT_OPSET = 18  # the dynamo exporter's own op library targets 18; TensorRT 10.0 parses 9-20 (docs/deploy.md 3, 8)
 DEFAULT_MAX_BATCH = 32
@@ -472,29 +471,6 @@ def check_export_target(output: Path) -> None:
         raise UserError(f"export output {output} is a folder that holds no {EXPORT_JSON}; an export replaces only "
                         "an earlier export folder (choose another --output)")
 
-
-@contextlib.contextmanager
-def staging_folder(output: Path):
-    """Yield an empty folder beside `output`; on success it replaces `output` (an earlier export is swapped out and
-    removed), on failure it is removed and `output` is left as it was."""
-    import shutil
-    import tempfile
-
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.staging."))
-    except OSError as err:
-        raise UserError(f"cannot write the export next to {output}: {err.strerror}") from None
-    try:
-        yield staging
-        previous = output.with_name(f".{output.name}.previous")
-        shutil.rmtree(previous, ignore_errors=True)  # left by an interrupted earlier swap
-        if output.exists():
-            os.replace(output, previous)
-        os.replace(staging, output)
-        shutil.rmtree(previous, ignore_errors=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 __all__ = ["EXPORT_JSON", "EmbeddingGraph", "ExportError", "OnnxExport", "check_parity", "export_checkpoint",

@@ -24,8 +24,8 @@ from sepgzoo.deploy.contract import (
     passed_check,
 )
 from sepgzoo.errors import UserError
-from sepgzoo.hub.hashing import sha256_file
 from sepgzoo.modality import as_modality
+from sepgzoo.utils.hashing import sha256_file
 
 DEVICE_PROVIDERS = {
     "cpu": ("CPUExecutionProvider",),

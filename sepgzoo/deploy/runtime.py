@@ -29,17 +29,8 @@ from sepgzoo.deploy.contract import (
 )
 from sepgzoo.deploy.ort_runtime import OnnxEmbedder
 from sepgzoo.errors import UserError
-from sepgzoo.hub.hashing import sha256_file
 from sepgzoo.modality import Modality, as_modality
-from sepgzoo.preprocess import IMAGE_SUFFIXES
-
-
-def list_images(directory: str | Path) -> list[Path]:
-    """Image files under a directory (recursively), sorted."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise UserError(f"{directory} is not a directory of images")
-    return sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+from sepgzoo.utils.hashing import sha256_file
 
 
 def rank(query: np.ndarray, gallery: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:

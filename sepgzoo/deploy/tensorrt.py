@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 
-from sepgzoo.atomic import atomic_path, read_json, write_json, write_text
 from sepgzoo.deploy.contract import (
     EXPORT_JSON,
     INPUT_NAME,
@@ -45,8 +44,9 @@ from sepgzoo.deploy.contract import (
 )
 from sepgzoo.deploy.ort_runtime import OnnxEmbedder
 from sepgzoo.errors import UserError
-from sepgzoo.hub.hashing import sha256_file
 from sepgzoo.modality import Modality, as_modality
+from sepgzoo.utils.atomic import atomic_path, read_json, write_json, write_text
+from sepgzoo.utils.hashing import sha256_file
 
 #: Sidecar formats. 1: built from export format 1 (embeddings of norm sqrt(parts)). 2: written before the parity
 #: check, so it may describe an engine that failed it. 3: written only once the engine passed its parity check; it

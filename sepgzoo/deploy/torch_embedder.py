@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sepgzoo.data.transforms import to_unit_range
 from sepgzoo.deploy.contract import Batching
 from sepgzoo.modality import Modality
+from sepgzoo.utils.tensors import to_unit_range
 
 
 class TorchEmbedder(Batching):

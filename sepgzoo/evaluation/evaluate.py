@@ -17,7 +17,7 @@ from sepgzoo.evaluation.features import FeatureCache, extract_features
 from sepgzoo.evaluation.metrics import evaluate, feature_distance
 from sepgzoo.evaluation.trials import average_results, run_trials
 from sepgzoo.hub.checkpoint import load_model, read_meta, resolve_model_files
-from sepgzoo.hub.hashing import sha256_file
+from sepgzoo.utils.hashing import sha256_file
 from sepgzoo.version import __version__
 
 

@@ -9,10 +9,10 @@
 from pathlib import Path
 from typing import Any
 
-from sepgzoo.atomic import write_new_json
 from sepgzoo.errors import UserError
 from sepgzoo.evaluation.report import summarise
 from sepgzoo.hub.checkpoint import TRAINING_RECORD, update_meta
+from sepgzoo.utils.atomic import write_new_json
 
 EVALS_FOLDER = "evals"
 

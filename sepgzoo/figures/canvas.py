@@ -7,7 +7,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from sepgzoo.atomic import atomic_path  # noqa: E402
+from sepgzoo.utils.atomic import atomic_path  # noqa: E402
 
 MODALITY_COLOURS = {"infrared": "tab:blue", "visible": "tab:orange"}  # as in the paper's Fig. 4
 

@@ -12,10 +12,10 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from sepgzoo.atomic import atomic_path, read_json, write_json
 from sepgzoo.errors import UserError
 from sepgzoo.models.registry import build_registered
 from sepgzoo.preprocess import contract
+from sepgzoo.utils.atomic import atomic_path, read_json, write_json
 
 FORMAT = "sepgzoo-model/1"
 WEIGHTS_NAME = "model.safetensors"

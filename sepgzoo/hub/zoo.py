@@ -13,13 +13,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sepgzoo.atomic import atomic_path, read_json, write_json, write_text
 from sepgzoo.errors import UserError
-from sepgzoo.hub.cache import cache_dir
 from sepgzoo.hub.checkpoint import FORMAT as MODEL_FORMAT
 from sepgzoo.hub.checkpoint import META_NAME, TRAINING_RECORD, WEIGHTS_NAME, load_model, read_meta, resolve_model_files
-from sepgzoo.hub.hashing import sha256_file
 from sepgzoo.preprocess import contract
+from sepgzoo.utils.atomic import atomic_path, read_json, write_json, write_text
+from sepgzoo.utils.cache import cache_dir
+from sepgzoo.utils.hashing import sha256_file
 
 MANIFEST_FORMAT = "sepgzoo-zoo/1"
 MANIFEST_NAME = "manifest.json"

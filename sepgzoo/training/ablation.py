@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from sepgzoo.atomic import write_json, write_text
 from sepgzoo.config import (
     Recipe,
     apply_overrides,
@@ -30,6 +29,7 @@ from sepgzoo.config import (
     resolve_file,
 )
 from sepgzoo.errors import UserError
+from sepgzoo.utils.atomic import write_json, write_text
 
 DEFAULT_ROWS = ("baseline", "se", "se_cc", "se_paba")
 METRICS = ("R1", "mAP", "mINP")

@@ -12,9 +12,9 @@ from torch import nn
 from sepgzoo.config import LossCfg, TrainCfg
 from sepgzoo.hub.factory import create_model
 from sepgzoo.performance import compile_model, memory_format
-from sepgzoo.timing import sync_device, timed
 from sepgzoo.training.engine import forward_loss
 from sepgzoo.training.losses import sepg_loss
+from sepgzoo.utils.timing import sync_device, timed
 
 
 def bench_training_step(model_name: str, ids: int, images_per_id: int, size: tuple[int, int], steps: int,

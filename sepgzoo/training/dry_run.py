@@ -12,13 +12,13 @@ import torch
 from sepgzoo.config import Recipe
 from sepgzoo.data.protocols import Protocol
 from sepgzoo.data.sources import dataset_root
-from sepgzoo.device import resolve_device
 from sepgzoo.evaluation.features import extract_features
-from sepgzoo.timing import timed
 from sepgzoo.training.distributed import DistInfo
 from sepgzoo.training.engine import Trainer
 from sepgzoo.training.preflight import check_inputs
 from sepgzoo.training.runs import check_new_run_dir, run_dir_path, seed_everything
+from sepgzoo.utils.device import resolve_device
+from sepgzoo.utils.timing import timed
 
 #: what a run folder holds when training ends (docs/training.md)
 RUN_FILES = ("recipe.yaml", "last.pt", "model.safetensors", "model.json", "log.csv", "curves.png", "metrics.json")

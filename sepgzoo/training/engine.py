@@ -10,10 +10,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from sepgzoo.atomic import write_text
 from sepgzoo.config import LossCfg, OptimCfg, Recipe, recipe_from_dict
 from sepgzoo.data.sources import open_dataset
-from sepgzoo.device import resolve_device
 from sepgzoo.errors import UserError
 from sepgzoo.hub.checkpoint import WEIGHTS_NAME, save_model
 from sepgzoo.models.sepg import TrainOutput
@@ -34,6 +32,8 @@ from sepgzoo.training.runs import (
     save_state,
     seed_everything,
 )
+from sepgzoo.utils.atomic import write_text
+from sepgzoo.utils.device import resolve_device
 
 SYNC_EVERY = 20  # steps between host syncs (finite-loss check, progress bar); a sync every step stalls the GPU queue
 

@@ -21,12 +21,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from sepgzoo.atomic import atomic_path, write_json
 from sepgzoo.data.synthetic import SYSU_CAMERAS, Identity, identity_combos, make_identities, render
-from sepgzoo.data.transforms import resize_step, to_unit_range
+from sepgzoo.data.transforms import resize_step
 from sepgzoo.errors import UserError
 from sepgzoo.models.sepg import IMAGENET_MEAN, IMAGENET_STD
 from sepgzoo.models.split import check_family
+from sepgzoo.utils.atomic import atomic_path, write_json
+from sepgzoo.utils.tensors import to_unit_range
 
 SUMMARY_FORMAT = "sepgzoo.training.pretrain"
 VISIBLE_CAMERAS = tuple(number for number, camera in SYSU_CAMERAS.items() if not camera.infrared)

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from sepgzoo.atomic import write_text
 from sepgzoo.errors import UserError
 from sepgzoo.hub.checkpoint import save_torch
 from sepgzoo.training.distributed import DistInfo
+from sepgzoo.utils.atomic import write_text
 
 STATE_NAME = "last.pt"
 STATE_FORMAT = "sepgzoo-train-state/2"

@@ -4,6 +4,7 @@ import contextlib
 import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,3 +88,26 @@ def read_json(path: str | Path, expected_format: str, hint: str = "") -> dict[st
         found = record.get("format") if isinstance(record, dict) else None
         raise UserError(f"{path} has format {found!r}, expected {expected_format!r}{hint}")
     return record
+
+
+@contextlib.contextmanager
+def staging_folder(output: str | Path) -> Iterator[Path]:
+    """Yield an empty folder beside `output`; on success it replaces `output` (an earlier one is swapped out and
+    removed), on failure it is removed and `output` is left as it was. For outputs that are whole folders (an
+    export, a generated data set): readers see the old folder or the new one, never half of one."""
+    output = Path(output)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.staging."))
+    except OSError as err:
+        raise UserError(f"cannot write {output}: {err.strerror}") from None
+    try:
+        yield staging
+        previous = output.with_name(f".{output.name}.previous")
+        shutil.rmtree(previous, ignore_errors=True)  # left by an interrupted earlier swap
+        if output.exists():
+            os.replace(output, previous)
+        os.replace(staging, output)
+        shutil.rmtree(previous, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
