@@ -1,6 +1,7 @@
 """Evaluation of a trained model: feature extraction, the recipe's protocols, the report and plots (where reports
 are written: `sepgzoo.evaluation.records`)."""
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +46,25 @@ def build_protocols(recipe: Recipe, dataset) -> list[Protocol]:
 
 def evaluate_model(model: torch.nn.Module, recipe: Recipe, device: torch.device | str = "cpu",
                    plots: str | Path | None = None, dataset=None) -> dict[str, Any]:
-    """Every protocol setting of the recipe on its test data; results keyed by protocol name.
-
-    With `plots`, also writes the CMC curves and a t-SNE of the first setting's trial-0 embeddings there.
-    `dataset`: the parsed data set when the caller already holds it (opened from the recipe otherwise).
-    """
-    dataset = dataset if dataset is not None else open_dataset(recipe.data)
+    """Every protocol setting of the recipe on its test data, features from the PyTorch `model`; results keyed by
+    protocol name. See `evaluate_features`."""
     features = FeatureCache(model, recipe.eval.batch_size, device, recipe.eval.flip, recipe.data.cache,
                             recipe.data.workers)
+    return evaluate_features(features, recipe, plots, dataset)
+
+
+def evaluate_features(features: Callable[[list[Sample], str], np.ndarray], recipe: Recipe,
+                      plots: str | Path | None = None, dataset=None) -> dict[str, Any]:
+    """Every protocol setting of the recipe on its test data; results keyed by protocol name.
+
+    Args:
+        features: `(samples, modality) -> [N, D]` unit-norm embeddings, each (modality, image) computed once: a
+            PyTorch model (`FeatureCache`) or a deployed artifact (`sepgzoo.evaluation.deployed`).
+        recipe: whose data set and `eval` section define the protocols.
+        plots: a folder for the CMC curves and a t-SNE of the first setting's trial-0 embeddings.
+        dataset: the parsed data set when the caller already holds it (opened from the recipe otherwise).
+    """
+    dataset = dataset if dataset is not None else open_dataset(recipe.data)
     results, first = {}, None
     for protocol in build_protocols(recipe, dataset):
         query = features(protocol.query, protocol.query_modality)

@@ -43,7 +43,8 @@ def write_training_record(run_dir: str | Path, report: dict[str, Any]) -> Path:
 def evaluation_name(report: dict[str, Any]) -> str:
     """What was evaluated, as a file name: protocols, sampler, trials, split, flip, epoch and weights hash.
 
-    Example: `sysu_all_single+sysu_indoor_single.agw.trials10.flip-off.epoch120-3fa9c1b2`.
+    Example: `sysu_all_single+sysu_indoor_single.agw.trials10.flip-off.epoch120-3fa9c1b2`; an export ends in its
+    precision, device and graph hash instead (`...flip-off.int8-cpu-5be0a7d1`).
     """
     results = report["results"]
     options = next(iter(results.values()))["options"]
@@ -54,7 +55,11 @@ def evaluation_name(report: dict[str, Any]) -> str:
     if "split" in options:
         parts.append(f"split{options['split']}")
     parts.append("flip-on" if report["flip_tta"] else "flip-off")
-    parts.append(f"epoch{report.get('epoch')}-{report['weights_sha256'][:8]}")
+    artifact = report.get("artifact")
+    if artifact is None:
+        parts.append(f"epoch{report.get('epoch')}-{report['weights_sha256'][:8]}")
+    else:  # a deployed export: its precision, where it ran, and its own graphs (sha256 of the visible one)
+        parts.append(f"{artifact['precision']}-{artifact['device']}-{(artifact['sha256']['visible'] or '')[:8]}")
     return ".".join(parts)
 
 
