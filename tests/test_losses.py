@@ -91,3 +91,31 @@ def test_total_loss_is_the_weighted_sum_of_eq9():
     assert terms["total"].item() == pytest.approx((id_specific + 2.5 * paba + id_parts).item(), rel=1e-5)
     assert set(terms) == {"id_specific", "id_parts", "paba", "total"}
     assert "paba" not in sepg_loss(out, yv, yi, LossCfg(paba=0.0))
+
+
+def test_no_shared_identity_gives_zero_losses_with_finite_gradients():
+    parts_a = torch.randn(2, 4, 3, requires_grad=True)
+    parts_b = torch.randn(2, 2, 3, requires_grad=True)
+    la, lb = torch.tensor([0, 0, 1, 1]), torch.tensor([5, 6])
+    total = paba_loss(parts_a, parts_b, la, lb) + cross_centre_loss(parts_a, parts_b, la, lb)
+    assert total.item() == 0.0
+    total.backward()
+    assert torch.isfinite(parts_a.grad).all() and torch.isfinite(parts_b.grad).all()
+
+
+def test_the_loss_needs_no_value_from_the_device_to_know_a_shape():
+    """Under FakeTensorMode tensors have shapes but no values: an operator whose output size depends on the data
+    (unique, nonzero, boolean indexing) or a read of a value (`.item()`, `if tensor:`) raises there. On a GPU each
+    of those is a host sync that stalls the queue of a training step."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from sepgzoo.models.sepg import TrainOutput
+
+    with FakeTensorMode():
+        p, k, parts, classes = 4, 3, 6, 10
+        labels = torch.arange(p).repeat_interleave(k)
+        out = TrainOutput(torch.randn(2 * p * k, classes), torch.randn(parts, 2 * p * k, classes),
+                          F.normalize(torch.randn(parts, 2 * p * k, 16), dim=-1), p * k)
+        terms = sepg_loss(out, labels, labels, LossCfg(cross_centre=1.0, label_smoothing=0.1))
+        assert set(terms) == {"id_specific", "id_parts", "paba", "cross_centre", "total"}
+        assert terms["total"].shape == ()

@@ -17,31 +17,41 @@ def pairwise_distance(x: Tensor, y: Tensor, eps: float = 1e-12) -> Tensor:
     return sq.clamp_min(eps).sqrt()
 
 
-def identity_centres(parts: Tensor, labels: Tensor, ids: Tensor) -> Tensor:
-    """Mean feature of each identity in `ids`: parts [N, B, D], labels [B] -> [N, len(ids), D]."""
-    member = (ids[:, None] == labels[None, :]).to(parts.dtype)  # [P, B]
-    weights = member / member.sum(dim=1, keepdim=True)
-    return torch.matmul(weights, parts)
+def identity_centres(parts: Tensor, labels: Tensor, of_labels: Tensor) -> Tensor:
+    """Mean feature of the identity of each label in `of_labels`: parts [N, B, D], labels [B], of_labels [M]
+    -> [N, M, D]. A label absent from `labels` gets a zero centre (callers give it no weight)."""
+    member = (of_labels[:, None] == labels[None, :]).to(parts.dtype)  # [M, B]
+    return torch.matmul(member / member.sum(dim=1, keepdim=True).clamp_min(1.0), parts)
 
 
-def _shared_ids(labels_a: Tensor, labels_b: Tensor) -> Tensor:
-    ids_a = torch.unique(labels_a)
-    return ids_a[torch.isin(ids_a, labels_b)]
+def shared_identity_weights(labels_a: Tensor, labels_b: Tensor) -> Tensor:
+    """A weight per sample of modality a: 1 / (its identity's count in a) when that identity is also in modality b,
+    else 0, normalised to sum 1 (all 0 when no identity is shared). Averaging a per-sample quantity with these
+    weights is the mean over the identities present in both modalities, each counted once.
+
+    Masks over the batch layout, never `unique` or boolean indexing: every shape is known before the data, so
+    the step never waits for the device to learn a size.
+    """
+    same_a = labels_a[:, None] == labels_a[None, :]
+    in_b = (labels_a[:, None] == labels_b[None, :]).any(dim=1)
+    weights = in_b.to(torch.float32) / same_a.sum(dim=1).to(torch.float32)
+    return weights / weights.sum().clamp_min(1e-12)
 
 
 def _paba_one_direction(parts_a: Tensor, parts_b: Tensor, labels_a: Tensor, labels_b: Tensor, margin: float) -> Tensor:
-    """Eq. 7 for every part at once, anchors from modality a, samples from modality b; summed over parts."""
-    ids = _shared_ids(labels_a, labels_b)
-    if ids.numel() == 0:
-        return parts_a.sum() * 0.0
-    anchors = identity_centres(parts_a, labels_a, ids)  # [N, P, D]
-    dist = pairwise_distance(anchors, parts_b)  # [N, P, Bb]
-    same = ids[:, None] == labels_b[None, :]  # [P, Bb]
-    hardest_positive = dist.masked_fill(~same, float("-inf")).amax(dim=-1)  # [N, P]
+    """Eq. 7 for every part at once, anchors from modality a, samples from modality b; summed over parts.
+
+    Computed once per sample of modality a (each row holds its identity's anchor) and averaged with
+    `shared_identity_weights`, which counts every shared identity once.
+    """
+    anchors = identity_centres(parts_a, labels_a, labels_a)  # [N, Ba, D]: row i is the anchor of i's identity
+    dist = pairwise_distance(anchors, parts_b)  # [N, Ba, Bb]
+    same = labels_a[:, None] == labels_b[None, :]  # [Ba, Bb]
+    hardest_positive = dist.masked_fill(~same, float("-inf")).amax(dim=-1)  # [N, Ba]
     hardest_negative = dist.masked_fill(same, float("inf")).amin(dim=-1)
-    # An identity with no other identity in modality b gets an infinite negative distance: its hinge is 0.
+    # No positive (identity absent from b) or no other identity in b: an infinite gap, a hinge of 0.
     hinge = F.relu(hardest_positive - hardest_negative + margin)
-    return hinge.mean(dim=-1).sum()
+    return (hinge * shared_identity_weights(labels_a, labels_b).to(hinge.dtype)).sum()
 
 
 def paba_loss(parts_a: Tensor, parts_b: Tensor, labels_a: Tensor, labels_b: Tensor, margin: float = 0.5) -> Tensor:
@@ -71,11 +81,9 @@ def paba_loss(parts_a: Tensor, parts_b: Tensor, labels_a: Tensor, labels_b: Tens
 def cross_centre_loss(parts_a: Tensor, parts_b: Tensor, labels_a: Tensor, labels_b: Tensor) -> Tensor:
     """Hetero-centre loss (Zhu et al. 2020, the paper's "+CC" ablation row): squared distance between an
     identity's visible and infrared centres, mean over identities present in both, summed over parts."""
-    ids = _shared_ids(labels_a, labels_b)
-    if ids.numel() == 0:
-        return parts_a.sum() * 0.0
-    gap = identity_centres(parts_a, labels_a, ids) - identity_centres(parts_b, labels_b, ids)
-    return (gap * gap).sum(-1).mean(-1).sum()
+    gap = identity_centres(parts_a, labels_a, labels_a) - identity_centres(parts_b, labels_b, labels_a)  # [N, Ba, D]
+    weights = shared_identity_weights(labels_a, labels_b).to(gap.dtype)
+    return ((gap * gap).sum(-1) * weights).sum()
 
 
 def sepg_loss(
