@@ -119,3 +119,6 @@ def test_the_loss_needs_no_value_from_the_device_to_know_a_shape():
         terms = sepg_loss(out, labels, labels, LossCfg(cross_centre=1.0, label_smoothing=0.1))
         assert set(terms) == {"id_specific", "id_parts", "paba", "cross_centre", "total"}
         assert terms["total"].shape == ()
+        from sepgzoo.training.diagnostics import classifier_fit
+
+        assert all(value.shape == () for value in classifier_fit(out, labels, labels).values())  # logged each step

@@ -200,3 +200,22 @@ def test_nan_loss_is_noticed_at_the_next_check_and_names_its_epoch_and_iteration
     with pytest.raises(engine.TrainingDiverged, match="epoch 1, iteration 3 .*noticed at iteration 4"):
         engine.train(recipe, output=tmp_path / "nan")
     assert len(calls) == 4  # stopped at the check after step 4, not at the end of the 6-step epoch
+
+
+def test_a_cuda_rank_sets_its_device_before_joining_the_group_and_names_it(monkeypatch):
+    import torch.distributed as dist
+
+    from sepgzoo.training import distributed
+
+    calls = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: calls.append(("set_device", device)))
+    monkeypatch.setattr(dist, "init_process_group", lambda **kwargs: calls.append(("init", kwargs)))
+    info = distributed.init_distributed("cuda", timeout_s=5)
+    assert info.rank == 1 and info.local_rank == 1
+    assert [name for name, _ in calls] == ["set_device", "init"]
+    assert calls[0][1] == torch.device("cuda", 1)
+    assert calls[1][1]["backend"] == "nccl" and calls[1][1]["device_id"] == torch.device("cuda", 1)

@@ -4,6 +4,7 @@ import datetime
 import os
 from dataclasses import dataclass
 
+import torch
 import torch.distributed as dist
 
 
@@ -31,9 +32,16 @@ def init_distributed(device_type: str, timeout_s: float = 1800.0) -> DistInfo:
     if world_size <= 1:
         return DistInfo()
     info = DistInfo(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo",
-                                timeout=datetime.timedelta(seconds=timeout_s))
+    if dist.is_initialized():
+        return info
+    if device_type == "cuda":
+        # The rank's GPU is set first and named to the group: NCCL then binds its communicator to that device at
+        # once instead of guessing one (PyTorch warns that a guess can hang collectives).
+        device = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(device)
+        dist.init_process_group(backend="nccl", timeout=datetime.timedelta(seconds=timeout_s), device_id=device)
+    else:
+        dist.init_process_group(backend="gloo", timeout=datetime.timedelta(seconds=timeout_s))
     return info
 
 

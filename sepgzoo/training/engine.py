@@ -343,8 +343,9 @@ def train(recipe: Recipe, output: str | Path | None = None, resume: str | Path |
     dist_info = init_distributed(device.type, recipe.train.dist_timeout_s)
     try:
         if device.type == "cuda":
-            device = torch.device("cuda", dist_info.local_rank)
+            device = torch.device("cuda", dist_info.local_rank)  # init_distributed made it the current device
             torch.cuda.set_device(device)
+            torch.backends.cudnn.benchmark = True  # training shapes never change (drop_last): autotune once
         if state is None:
             run_dir = run_dir_path(recipe.name, output) if dist_info.is_main else Path(output or "")
             if dist_info.is_main:
