@@ -104,7 +104,8 @@ def nvinfer_config(modality: str, graph: str, record: dict[str, Any]) -> str:
     """A Gst-nvinfer secondary-GIE config (INI) for one modality's float graph."""
     height, width = record["input_size"]
     lines = [
-        f"# sepgzoo {modality} embedder as a DeepStream {DEEPSTREAM_VERSION} secondary GIE: one {record['embedding_dim']}-d",
+        f"# sepgzoo {modality} embedder as a DeepStream {DEEPSTREAM_VERSION} secondary GIE: one "
+        f"{record['embedding_dim']}-d",
         "# unit-norm embedding per person crop, attached as NvDsInferTensorMeta (output-tensor-meta) to the object.",
         "[property]",
         "gpu-id=0",

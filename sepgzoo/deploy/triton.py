@@ -44,7 +44,8 @@ def graph_io(graph_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _tensor_block(kind: str, spec: dict[str, Any]) -> str:
     dims = ", ".join(str(d) for d in spec["dims"])
-    return f'{kind} [\n  {{\n    name: "{spec["name"]}"\n    data_type: {spec["data_type"]}\n    dims: [ {dims} ]\n  }}\n]'
+    body = f'    name: "{spec["name"]}"\n    data_type: {spec["data_type"]}\n    dims: [ {dims} ]'
+    return f"{kind} [\n  {{\n{body}\n  }}\n]"
 
 
 def model_config(name: str, platform: str, max_batch: int, inputs: dict[str, Any], outputs: dict[str, Any],
@@ -67,7 +68,7 @@ def _add_model(repo: Path, name: str, source: Path, filename: str, config: str) 
 
 def checked_engines(export_dir: Path, modality: str) -> list[Path]:
     """The export's TensorRT engines of one modality whose sidecar records a passed parity check for their bytes."""
-    from sepgzoo.deploy.tensorrt import engine_filename, verified_sidecar
+    from sepgzoo.deploy.tensorrt_platform import engine_filename, verified_sidecar
 
     engines = []
     for fp16 in (False, True):
