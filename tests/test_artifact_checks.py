@@ -16,19 +16,14 @@ import pytest
 from deploy_helpers import exported
 
 import sepgzoo.deploy.onnx_export as export_module
-import sepgzoo.deploy.tensorrt as trt_module
-from sepgzoo.deploy.contract import EXPORT_JSON, FORMAT
+import sepgzoo.deploy.tensorrt_build as trt_build
+import sepgzoo.deploy.tensorrt_runtime as trt_runtime
+from sepgzoo.deploy.contract import EXPORT_JSON, FORMAT, parity_batches, parity_images
 from sepgzoo.deploy.ort_runtime import OnnxEmbedder, OnnxGraph
 from sepgzoo.deploy.runtime import open_model
-from sepgzoo.deploy.tensorrt import (
-    ENGINE_FORMAT,
-    EngineBuildError,
-    EngineNotVerified,
-    TensorRTEmbedder,
-    build_engines,
-    sidecar_path,
-    verified_sidecar,
-)
+from sepgzoo.deploy.tensorrt_build import EngineBuildError, build_engines
+from sepgzoo.deploy.tensorrt_platform import ENGINE_FORMAT, EngineNotVerified, sidecar_path, verified_sidecar
+from sepgzoo.deploy.tensorrt_runtime import TensorRTEmbedder
 from sepgzoo.errors import UserError
 from sepgzoo.utils.hashing import sha256_file
 
@@ -70,12 +65,12 @@ def fake_builder(monkeypatch):
                 "engine_sha256": sha256_file(engine_path)}
 
     def engine_parity(engine_path, onnx_path, max_batch, threshold):
-        assert trt_module.STAGING_PREFIX in str(engine_path)  # the check runs on the staged engine, not in place
+        assert trt_build.STAGING_PREFIX in str(engine_path)  # the check runs on the staged engine, not in place
         return dict(results[Path(onnx_path).stem])
 
-    monkeypatch.setattr(trt_module, "tensorrt_missing", lambda: None)
-    monkeypatch.setattr(trt_module, "build_engine", build_engine)
-    monkeypatch.setattr(trt_module, "engine_parity", engine_parity)
+    monkeypatch.setattr(trt_build, "tensorrt_missing", lambda: None)
+    monkeypatch.setattr(trt_build, "build_engine", build_engine)
+    monkeypatch.setattr(trt_build, "engine_parity", engine_parity)
     return results
 
 
@@ -127,12 +122,42 @@ def test_passed_engines_are_published_with_their_check(trt_export, fake_builder)
 # ---------------------------------------------------------------------------------------------------------------
 # TensorRT: the runtime refuses an engine without a passed check, before TensorRT is touched
 # ---------------------------------------------------------------------------------------------------------------
+def test_engine_parity_embeds_the_shared_parity_images(export_dir, monkeypatch):
+    """The TensorRT check runs the images the ONNX check runs (`parity_images`), at the same batches; an engine that
+    returns another image's embedding fails it. The engine is ONNX Runtime standing in for TensorRT."""
+    seen = []
+
+    class StandIn(OnnxGraph):
+        def __init__(self, path, modality, shift=0):
+            super().__init__(export_dir / "visible.onnx", providers="cpu")
+            self.shift = shift
+
+        def embed(self, images):
+            seen.append(images)
+            return np.roll(super().embed(images), self.shift, axis=0)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+    monkeypatch.setattr(trt_build, "TensorRTEngine", StandIn)
+    record = trt_build.engine_parity("visible.plan", export_dir / "visible.onnx", 4, 0.9999)
+    assert record["passed"] and record["batches"] == parity_batches(4) == [1, 3, 4]
+    expected = parity_images(4, (64, 32))
+    assert [len(images) for images in seen] == [1, 3, 4] and all(np.array_equal(i, expected[:len(i)]) for i in seen)
+    monkeypatch.setattr(trt_build, "TensorRTEngine", lambda path, modality: StandIn(path, modality, shift=1))
+    mixed_up = trt_build.engine_parity("visible.plan", export_dir / "visible.onnx", 4, 0.9999)
+    assert not mixed_up["passed"] and min(mixed_up["min_cosine"].values()) < 0.99
+
+
 @pytest.fixture
 def tensorrt_must_not_be_touched(monkeypatch):
     def touched():
         raise AssertionError("TensorRT was touched before the sidecar was checked")
 
-    monkeypatch.setattr(trt_module, "current_platform", touched)
+    monkeypatch.setattr(trt_runtime, "current_platform", touched)
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # importing it fails (not with a UserError)
 
 

@@ -10,19 +10,21 @@ import pytest
 from click.testing import CliRunner
 from deploy_helpers import MAX_BATCH, export_output, exported, tiny_checkpoint, write_images
 
-import sepgzoo.deploy.tensorrt as trt_module
+import sepgzoo.deploy.tensorrt_build as trt_build
+import sepgzoo.deploy.tensorrt_platform as trt_platform
+import sepgzoo.deploy.tensorrt_runtime as trt_runtime
 from sepgzoo.cli import main
 from sepgzoo.deploy.contract import cosine_rows, read_export_json
-from sepgzoo.deploy.tensorrt import (
+from sepgzoo.deploy.tensorrt_build import trtexec_command, trtexec_commands
+from sepgzoo.deploy.tensorrt_platform import (
     ENGINE_FORMAT,
     EngineMismatch,
-    TensorRTEmbedder,
+    TensorRTUnavailable,
     check_compatible,
     sidecar_path,
     tensorrt_missing,
-    trtexec_command,
-    trtexec_commands,
 )
+from sepgzoo.deploy.tensorrt_runtime import TensorRTEmbedder
 from sepgzoo.utils.hashing import sha256_file
 
 D = 384
@@ -59,8 +61,8 @@ def test_export_trt_without_tensorrt_prints_trtexec_and_fails(export_dir, monkey
     import sepgzoo.deploy.onnx_export
 
     export_dir = Path(shutil.copytree(export_dir, tmp_path / "export"))  # keep the shared export untouched
-    monkeypatch.setattr(sepgzoo.deploy.onnx_export, "export_checkpoint", lambda *a, **k: read_export_json(export_dir))
-    monkeypatch.setattr(trt_module, "tensorrt_missing", lambda: "TensorRT is not installed")
+    monkeypatch.setattr(sepgzoo.deploy.onnx_export, "export_model", lambda *a, **k: read_export_json(export_dir))
+    monkeypatch.setattr(trt_build, "tensorrt_missing", lambda: "TensorRT is not installed")
     result = invoke("export", ["--checkpoint", tiny_checkpoint(export_dir.parent), "--output", export_dir, "--trt",
                              "--fp16", "--max-batch", MAX_BATCH, "--opt-batch", 2])
     assert result.exit_code == 1 and "Traceback" not in result.output
@@ -99,7 +101,7 @@ def _fake_engine(tmp_path, **sidecar):
 def test_engine_for_another_platform_is_refused(tmp_path, monkeypatch, change):
     here = {"tensorrt_version": "10.3.0", "gpu_name": "Orin", "compute_capability": "8.7"}
     engine = _fake_engine(tmp_path, **change)
-    monkeypatch.setattr(trt_module, "current_platform", lambda: here)
+    monkeypatch.setattr(trt_runtime, "current_platform", lambda: here)
     key = next(iter(change))
     with pytest.raises(EngineMismatch, match=f"{key}: built with"):
         TensorRTEmbedder(engine)
@@ -107,8 +109,8 @@ def test_engine_for_another_platform_is_refused(tmp_path, monkeypatch, change):
 
 
 def test_engine_without_tensorrt_names_tensorrt(tmp_path, monkeypatch):
-    monkeypatch.setattr(trt_module, "tensorrt_missing", lambda: "TensorRT is not installed")
-    with pytest.raises(trt_module.TensorRTUnavailable, match="TensorRT"):
+    monkeypatch.setattr(trt_platform, "tensorrt_missing", lambda: "TensorRT is not installed")
+    with pytest.raises(TensorRTUnavailable, match="TensorRT"):
         TensorRTEmbedder(_fake_engine(tmp_path))
 
 
@@ -175,10 +177,10 @@ def test_bench_infer_torch_smoke():
 @pytest.mark.trt
 @requires_trt
 def test_tensorrt_engines_build_and_match_onnxruntime(export_dir):
-    engines = trt_module.build_engines(export_dir, fp16=False, max_batch=MAX_BATCH)
+    engines = trt_build.build_engines(export_dir, fp16=False, max_batch=MAX_BATCH)
     for modality, info in engines.items():
         assert info["parity"]["passed"], info
         model = TensorRTEmbedder(export_dir / info["engine"])
         assert model.modality.value == modality and model.max_batch == MAX_BATCH
-    fp16 = trt_module.build_engines(export_dir, fp16=True, max_batch=MAX_BATCH)
+    fp16 = trt_build.build_engines(export_dir, fp16=True, max_batch=MAX_BATCH)
     assert all(info["parity"]["passed"] for info in fp16.values())

@@ -14,7 +14,9 @@ import torch
 from click.testing import CliRunner
 
 from sepgzoo.cli import main
-from sepgzoo.gpu_check import REPORT_JSON, REPORT_MD, Check, CheckConfig, CheckSkipped, run_checks
+from sepgzoo.doctor.config import Check, CheckConfig, CheckSkipped
+from sepgzoo.doctor.report import REPORT_JSON, REPORT_MD
+from sepgzoo.doctor.runner import run_checks
 
 CHECKS = ["train_step", "resume", "evaluate", "export", "bench_infer"]
 

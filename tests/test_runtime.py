@@ -38,7 +38,7 @@ def test_runtime_runs_with_torch_unimportable(export_dir, tmp_path):
     images = write_images(tmp_path / "images", 3, grey=True)
     script = BLOCK_TORCH + textwrap.dedent(f"""
         import json, sys
-        import sepgzoo, sepgzoo.deploy.runtime, sepgzoo.deploy.tensorrt
+        import sepgzoo, sepgzoo.deploy.runtime, sepgzoo.deploy.tensorrt_build, sepgzoo.deploy.tensorrt_runtime
         from sepgzoo.deploy.runtime import open_model
         try:
             import torch

@@ -18,11 +18,17 @@ from click.testing import CliRunner
 from deploy_helpers import MAX_BATCH, exported, write_images
 from onnxruntime.capi import _pybind_state as ort_c
 
-import sepgzoo.deploy.tensorrt as trt_module
+import sepgzoo.deploy.cuda_buffers as cuda_buffers
+import sepgzoo.deploy.tensorrt_build as trt_build
+import sepgzoo.deploy.tensorrt_platform as trt_platform
+import sepgzoo.deploy.tensorrt_runtime as trt_runtime
 from sepgzoo.cli import main
 from sepgzoo.deploy.contract import EXPORT_JSON, FORMAT, INPUT_NAME, OUTPUT_NAME
+from sepgzoo.deploy.cuda_buffers import CudaBuffers
 from sepgzoo.deploy.ort_runtime import OnnxEmbedder, ort_cache_prefix, ort_tensorrt_options
-from sepgzoo.deploy.tensorrt import TensorRTEmbedder, TensorRTUnavailable, build_engines, tensorrt_missing
+from sepgzoo.deploy.tensorrt_build import build_engines
+from sepgzoo.deploy.tensorrt_platform import ENGINE_FORMAT, TensorRTUnavailable, sidecar_path, tensorrt_missing
+from sepgzoo.deploy.tensorrt_runtime import TensorRTEmbedder
 from sepgzoo.utils.hashing import sha256_file
 
 H, W = 64, 32
@@ -58,7 +64,7 @@ def test_build_engines_stops_before_building_without_cuda_python(tensorrt_withou
     def must_not_build(*args, **kwargs):
         raise AssertionError("an engine was built although cuda-python is missing")
 
-    monkeypatch.setattr(trt_module, "build_engine", must_not_build)
+    monkeypatch.setattr(trt_build, "build_engine", must_not_build)
     with pytest.raises(TensorRTUnavailable, match="cuda-python is not.*trtexec commands"):
         build_engines(tmp_path)
     assert "--saveEngine=visible.plan" in (tmp_path / "build_engines.sh").read_text()
@@ -212,9 +218,9 @@ class FakeTensorRTEngine:
 
 
 def test_bench_infer_rows_say_where_they_ran(monkeypatch):
-    monkeypatch.setattr(trt_module, "tensorrt_missing", lambda: None)  # TensorRT rows without a GPU: faked
-    monkeypatch.setattr(trt_module, "build_engine", lambda *args, **kwargs: None)
-    monkeypatch.setattr(trt_module, "TensorRTEngine", FakeTensorRTEngine)  # bench runs its unchecked engine as this
+    monkeypatch.setattr(trt_platform, "tensorrt_missing", lambda: None)  # TensorRT rows without a GPU: faked
+    monkeypatch.setattr(trt_build, "build_engine", lambda *args, **kwargs: None)
+    monkeypatch.setattr(trt_runtime, "TensorRTEngine", FakeTensorRTEngine)  # bench runs its unchecked engine as this
     result = CliRunner().invoke(main, ["bench", "infer", "--model", "test_sepg", "--backend", "torch", "--backend",
                                               "onnxruntime", "--backend", "tensorrt", "--device", "cpu", "--json",
                                               "--iters", "1", "--warmup", "0", "--batch", "1"])
@@ -232,8 +238,8 @@ def test_bench_infer_cuda_without_cuda_is_one_line(monkeypatch, backend, expecte
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
-    result = CliRunner().invoke(main, ["bench", "infer", "--model", "test_sepg", "--backend", backend, "--device", "cuda",
-                                              "--json", "--iters", "1", "--warmup", "0", "--batch", "1"])
+    result = CliRunner().invoke(main, ["bench", "infer", "--model", "test_sepg", "--backend", backend, "--device",
+                                       "cuda", "--json", "--iters", "1", "--warmup", "0", "--batch", "1"])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.startswith("Error: --device cuda:") and expected in result.output
     assert len(result.output.strip().splitlines()) == 1
@@ -349,8 +355,8 @@ PLATFORM = {"tensorrt_version": "10.3.0", "gpu_name": "Fake GPU", "compute_capab
 @pytest.fixture
 def cudart(monkeypatch, tmp_path):
     fake = FakeCudart()
-    monkeypatch.setattr(trt_module, "_import_cudart", lambda: fake)
-    monkeypatch.setattr(trt_module, "current_platform", lambda: PLATFORM)
+    monkeypatch.setattr(cuda_buffers, "import_cudart", lambda: fake)
+    monkeypatch.setattr(trt_runtime, "current_platform", lambda: PLATFORM)
     monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt(fake))
     return fake
 
@@ -360,9 +366,8 @@ def _engine(tmp_path):
     engine = tmp_path / "visible.plan"
     engine.write_bytes(b"fake engine")
     parity = {"threshold": 0.9999, "min_cosine": {"1": 0.99999}, "passed": True}
-    trt_module.sidecar_path(engine).write_text(json.dumps({"format": trt_module.ENGINE_FORMAT, "modality": "visible",
-                                                           **PLATFORM, "parity": parity,
-                                                           "engine_sha256": sha256_file(engine)}))
+    sidecar_path(engine).write_text(json.dumps({"format": ENGINE_FORMAT, "modality": "visible", **PLATFORM,
+                                                "parity": parity, "engine_sha256": sha256_file(engine)}))
     return engine
 
 
@@ -390,7 +395,7 @@ def test_tensorrt_runner_results_pinned_copies_and_frees(cudart, tmp_path):
 
 
 def test_cuda_buffers_are_freed_when_collected(cudart):
-    cuda = trt_module._CudaPython()
+    cuda = CudaBuffers()
     cuda.buffer("x", 16)
     cuda.staging("x", 16)
     del cuda

@@ -57,22 +57,14 @@ def bench_infer(model_name, checkpoint, batches, backends, device, iters, warmup
 
     Every row says where it ran (CPU or GPU): torch and ONNX Runtime on --device, TensorRT on the GPU.
     """
-    from sepgzoo.deploy.bench_infer import bench_inference
+    from sepgzoo.deploy.bench_infer import bench_inference, bench_model
 
-    if checkpoint is not None:
-        from sepgzoo.hub.checkpoint import load_model
-
-        model, _ = load_model(checkpoint, "cpu", seg_impl="matmul")
-        model_name = str(checkpoint)
-    else:
-        from sepgzoo.hub.factory import create_model
-
-        model = create_model(model_name, seg_impl="matmul").eval()
+    model, model_name = bench_model(checkpoint, model_name)
 
     def show(row: dict[str, Any]) -> None:
         share = "" if row["seg_share"] is None else f"  SEG {100 * row['seg_share']:5.1f}%"
-        click.echo(f"{row['backend']:<12} {row['device']:<3} batch {row['batch']:>3}  {row['images_per_s']:8.1f} img/s  "
-                   f"{row['ms_per_batch']:9.1f} ms{share}")
+        click.echo(f"{row['backend']:<12} {row['device']:<3} batch {row['batch']:>3}  "
+                   f"{row['images_per_s']:8.1f} img/s  {row['ms_per_batch']:9.1f} ms{share}")
 
     summary = bench_inference(model, model_name, batches, backends, device, iters, warmup, threads,
                               on_row=None if as_json else show)

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from sepgzoo.cli.zoo import weights_option
+from sepgzoo.deploy.contract import ENGINE_SUFFIXES
 from sepgzoo.deploy.runtime import open_model, rank
 from sepgzoo.errors import UserError
 from sepgzoo.modality import Modality, as_modality
@@ -44,7 +45,7 @@ def _backends(checkpoint: Path | None, model_path: Path | None, device: str,
         from sepgzoo.deploy.torch_embedder import TorchEmbedder
 
         return lambda modality: TorchEmbedder(model, modality, batch_size)
-    backend = "tensorrt" if model_path.suffix.lower() in (".plan", ".engine", ".trt") else "onnxruntime"
+    backend = "tensorrt" if model_path.suffix.lower() in ENGINE_SUFFIXES else "onnxruntime"
     return lambda modality: open_model(model_path, modality, backend=backend, providers=device)
 
 
@@ -65,11 +66,12 @@ def backend_options(fn):
     return weights_option()(fn)
 
 
-def _zoo_name(checkpoint: Path) -> str | None:
-    """The zoo name of a folder that `--weights` materialised, else None."""
-    from sepgzoo.hub.checkpoint import read_meta
-
-    return read_meta(checkpoint).get("zoo")
+def _default_output(checkpoint: Path, meta: dict[str, Any]) -> Path:
+    """`./<zoo name>-export` for a folder that `--weights` materialised, else `<checkpoint dir>/export`."""
+    zoo_name = meta.get("zoo")
+    if zoo_name:
+        return Path(f"{zoo_name}-export")
+    return (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "export"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -91,17 +93,16 @@ def _zoo_name(checkpoint: Path) -> str | None:
 def export(checkpoint: Path | None, output: Path | None, trt: bool, fp16: bool, max_batch: int,
            opt_batch: int | None, opset: int) -> None:
     """Export a trained model to ONNX (one graph per modality) with parity checks; optionally TensorRT engines."""
-    from sepgzoo.deploy.onnx_export import export_checkpoint
-    from sepgzoo.deploy.tensorrt import build_engines
+    from sepgzoo.deploy.onnx_export import export_model, load_for_export
+    from sepgzoo.deploy.tensorrt_build import build_engines
 
     if checkpoint is None:
         raise click.UsageError("give --checkpoint RUN or --weights NAME.TAG")
-    zoo_name = _zoo_name(checkpoint)
-    output = output or (Path(f"{zoo_name}-export") if zoo_name else
-                        (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "export")
     if opt_batch is not None and opt_batch > max_batch:
         raise click.BadParameter(f"--opt-batch {opt_batch} is larger than --max-batch {max_batch}")
-    record = export_checkpoint(checkpoint, output, fp16=fp16, max_batch=max_batch, opset=opset)
+    model, meta = load_for_export(checkpoint)  # the one read of model.json, passed down
+    output = output or _default_output(checkpoint, meta)
+    record = export_model(model, meta, checkpoint, output, fp16=fp16, max_batch=max_batch, opset=opset)
     for modality, per in record["parity"].items():
         for precision, parity in per.items():
             click.echo(f"{output / record['files'][modality][precision]}: parity vs PyTorch min cosine "

@@ -1,4 +1,4 @@
-"""`sepgzoo doctor`: print the environment; `--gpu` runs the GPU self-check (`sepgzoo.gpu_check`)."""
+"""`sepgzoo doctor`: print the environment; `--gpu` runs the GPU self-check (`sepgzoo.doctor`)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,10 @@ def doctor(ctx: click.Context, gpu: bool, output: Path | None, device: str, tiny
     `doctor --gpu` exits with status 1 when a check failed, or at once (writing nothing) when there is no
     CUDA device. `--device cpu --tiny` (hidden) runs the same checks on CPU at tiny sizes, for CI.
     """
-    from sepgzoo.gpu_check import REPORT_JSON, REPORT_MD, CheckConfig, cuda_missing, environment, run_checks
+    from sepgzoo.doctor.config import CheckConfig
+    from sepgzoo.doctor.environment import cuda_missing, environment
+    from sepgzoo.doctor.report import REPORT_JSON, REPORT_MD
+    from sepgzoo.doctor.runner import run_checks
 
     if not gpu:
         import json

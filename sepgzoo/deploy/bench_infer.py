@@ -36,6 +36,19 @@ def seg_onnx(size: tuple[int, int], path: Path) -> None:
                           dynamic_shapes={"images": {0: "batch"}})
 
 
+def bench_model(checkpoint: str | Path | None = None, model_name: str = "sepg_resnet50") -> tuple[Any, str]:
+    """(model, the name its rows carry) that `bench infer` times: a trained checkpoint when given, else the registered
+    `model_name` with random weights (speed does not depend on them); SEG in its exportable MatMul form either way."""
+    if checkpoint is not None:
+        from sepgzoo.hub.checkpoint import load_model
+
+        model, _ = load_model(checkpoint, "cpu", seg_impl="matmul")
+        return model, str(checkpoint)
+    from sepgzoo.hub.factory import create_model
+
+    return create_model(model_name, seg_impl="matmul").eval(), model_name
+
+
 def device_problem(device: str, backends: tuple[str, ...]) -> str | None:
     """Why `bench infer --device` cannot run these backends here (None when it can)."""
     if device != "cuda":
@@ -105,7 +118,9 @@ def _bench_tensorrt(onnx_path: Path, images: dict[int, np.ndarray], size: tuple[
                     record, notes: list[str]) -> None:
     """TensorRT rows (always on the GPU), or a note saying why there are none. The engine is built for timing only
     (no parity check, deleted afterwards), so it runs as a `TensorRTEngine`, which checks no sidecar."""
-    from sepgzoo.deploy.tensorrt import TensorRTEngine, build_engine, tensorrt_missing
+    from sepgzoo.deploy.tensorrt_build import build_engine
+    from sepgzoo.deploy.tensorrt_platform import tensorrt_missing
+    from sepgzoo.deploy.tensorrt_runtime import TensorRTEngine
     from sepgzoo.utils.timing import median_seconds
 
     reason = tensorrt_missing()

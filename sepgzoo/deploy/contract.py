@@ -1,5 +1,5 @@
-"""The deployment contract, shared by the exporter and every runtime: names, formats, parity thresholds,
-metadata decoding, and the batching every embedder (ONNX Runtime, TensorRT, PyTorch) offers.
+"""The deployment contract, shared by the exporter and every runtime: names, formats, parity thresholds, batches and
+images, metadata decoding, and the batching every embedder (ONNX Runtime, TensorRT, PyTorch) offers.
 
 Torch-free. The image side of the contract (decode, resize) is `sepgzoo.preprocess`.
 """
@@ -32,6 +32,31 @@ PARITY_COSINE = {"fp32": 0.9999, "fp16": 0.999}
 def default_opt_batch(max_batch: int) -> int:
     """The batch TensorRT tunes for: half the maximum (at most 16), a typical number of crops per frame."""
     return max(1, min(16, max_batch // 2 or 1))
+
+
+def parity_batches(max_batch: int) -> list[int]:
+    """The batch sizes every parity check runs: 1, 3 and the maximum (a batch-1 and a batched kernel path)."""
+    return sorted({1, min(3, max_batch), max_batch})
+
+
+def parity_images(count: int, input_size: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """The deterministic uint8 images [count, H, W, 3] that every parity check (ONNX and TensorRT) embeds.
+
+    Each image is a colour gradient of its own plus Gaussian noise, not uniform noise, which is the weaker test: its
+    spectrum is unrealistically flat for SEG, and noise images all look alike to a network (on the shipped
+    sepg_tiny.synthetic, embeddings of different noise images have mean cosine 0.91-0.93, of these 0.23-0.45), so a
+    runtime that mixed up rows or partly ignored its input would come closer to passing.
+    """
+    rng = np.random.default_rng(seed)
+    h, w = input_size
+    yy, xx = np.meshgrid(np.linspace(0, 1, h), np.linspace(0, 1, w), indexing="ij")
+    images = []
+    for _ in range(count):
+        a, b, c = rng.uniform(-1, 1, size=(3, 3))
+        base = np.stack([a[i] * yy + b[i] * xx + c[i] for i in range(3)], axis=-1)
+        noisy = 127.5 + 60 * base + rng.normal(0, 25, size=(h, w, 3))
+        images.append(np.clip(noisy, 0, 255).astype(np.uint8))
+    return np.stack(images)
 
 
 def read_export_json(directory: str | Path) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import contextlib
 import copy
 import io
 import json
+import types
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +30,11 @@ from sepgzoo.deploy.contract import (
     OUTPUT_NAME,
     PARITY_COSINE,
     cosine_rows,
+    parity_batches,
+    parity_images,
 )
 from sepgzoo.errors import UserError
 from sepgzoo.modality import Modality, as_modality
-from sepgzoo.models.layers import join_parts, spatial_attention
 from sepgzoo.models.seg import SpectralEnhance
 from sepgzoo.preprocess import contract
 from sepgzoo.utils.atomic import atomic_path, staging_folder, write_json
@@ -62,6 +64,43 @@ def onnx_filename(modality: str | Modality, fp16: bool = False) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 # The exported module
 # ---------------------------------------------------------------------------------------------------------------
+class _HalfInput(nn.Module):
+    """`module` (already in float16) fed a float32 input cast to float16: where the fp16 graph enters half
+    precision, after SEG and the mean/std normalisation."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.module(x.to(torch.float16))
+
+
+def _float32_parts(model: nn.Module, shared: Tensor, attention: Tensor,
+                   modality: str | None) -> tuple[Tensor, Tensor | None]:
+    """The model's own `forward_parts`, its stacked part embeddings cast back to float32 (once, for all parts)."""
+    features, logits = type(model).forward_parts(model, shared, attention, modality)
+    return features.to(torch.float32), logits
+
+
+def _half_network(model: nn.Module) -> nn.Module:
+    """The model (a private copy) with its network in float16 and its input side (SEG, mean/std) and output side
+    (the parts' L2 normalisation and join) in float32, so that its own eval call runs the fp16 graph.
+
+    The two casts sit where the precision changes: into float16 at the trunk's input, back to float32 on the part
+    embeddings that `forward_parts` returns, before `forward_head` joins them (the L2 clamp epsilon underflows in
+    float16). The second is bound to this copy only (a bound method, so a deep copy rebinds it to the new copy).
+    """
+    mean, std = model.mean.float(), model.std.float()
+    model = model.half()
+    model.mean, model.std = mean, std
+    if model.seg is not None:
+        model.seg.float()
+    model.trunk = _HalfInput(model.trunk)
+    model.forward_parts = types.MethodType(_float32_parts, model)
+    return model
+
+
 class EmbeddingGraph(nn.Module):
     """What gets exported for one modality: uint8 NHWC images -> float32 embeddings [B, D].
 
@@ -84,27 +123,13 @@ class EmbeddingGraph(nn.Module):
         model = copy.deepcopy(model).eval()
         if model.seg is not None and model.seg.impl != "matmul":
             model.seg = SpectralEnhance(model.input_size, "matmul")  # no parameters: an exact swap
-        if fp16:
-            mean, std = model.mean.float(), model.std.float()
-            model = model.half()
-            model.mean, model.std = mean, std
-            if model.seg is not None:
-                model.seg.float()
-        self.model = model
+        self.model = _half_network(model) if fp16 else model
         self.eval()
 
     def forward(self, images: Tensor) -> Tensor:
         # .contiguous() after the permute: without it the exporter may emit Range/Gather index arithmetic.
         x = to_unit_range(images.permute(0, 3, 1, 2).contiguous())
-        if not self.fp16:
-            return self.model(x, modality=self.modality)
-        model = self.model
-        x = model.prepare(x, self.modality).to(torch.float16)
-        shared = model.trunk(x)
-        specific = model.specific[self.modality.value](shared)
-        attention = spatial_attention(specific, shared.shape[-2:])
-        features, _ = model.forward_parts(shared, attention, self.modality.value)  # as forward_head
-        return join_parts(features.to(torch.float32))
+        return self.model(x, modality=self.modality)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -197,21 +222,6 @@ def graph_problems(model_proto, input_size: tuple[int, int] | None = None, embed
 # ---------------------------------------------------------------------------------------------------------------
 # Parity
 # ---------------------------------------------------------------------------------------------------------------
-def parity_images(count: int, input_size: tuple[int, int], seed: int = 0) -> np.ndarray:
-    """Deterministic uint8 test images [count, H, W, 3]: smooth colour gradients plus noise (not pure noise,
-    which has an unrealistically flat spectrum for SEG)."""
-    rng = np.random.default_rng(seed)
-    h, w = input_size
-    yy, xx = np.meshgrid(np.linspace(0, 1, h), np.linspace(0, 1, w), indexing="ij")
-    images = []
-    for _ in range(count):
-        a, b, c = rng.uniform(-1, 1, size=(3, 3))
-        base = np.stack([a[i] * yy + b[i] * xx + c[i] for i in range(3)], axis=-1)
-        noisy = 127.5 + 60 * base + rng.normal(0, 25, size=(h, w, 3))
-        images.append(np.clip(noisy, 0, 255).astype(np.uint8))
-    return np.stack(images)
-
-
 @torch.no_grad()
 def torch_reference(model: nn.Module, images: np.ndarray, modality: str | Modality) -> np.ndarray:
     """PyTorch embeddings of uint8 NHWC images through the model's own eval call (not through EmbeddingGraph)."""
@@ -226,7 +236,7 @@ def check_parity(session, model: nn.Module, modality: str | Modality, max_batch:
 
     Returns a JSON-able record (`min_cosine` per batch, `batch_invariance_min_cosine`, `passed`).
     """
-    batches = sorted({1, min(3, max_batch), max_batch})
+    batches = parity_batches(max_batch)
     images = parity_images(max_batch, tuple(model.input_size), seed)
     reference = torch_reference(model, images, modality)
     outputs, per_batch = {}, {}
@@ -379,7 +389,7 @@ def to_onnx(model: nn.Module, modality: str | Modality, path: str | Path, opset:
         max_batch: largest batch the parity check runs (and the TensorRT profile will allow).
         fp16: network in float16, SEG and the final L2 normalisation in float32.
         metadata: extra entries for `metadata_props` (e.g. the recipe).
-        parity: run the parity check (always on in `export_checkpoint`). A graph written without it records no
+        parity: run the parity check (always on in `export_model`). A graph written without it records no
             passed check in its metadata, and `OnnxEmbedder` / `open_model` refuse it (`bench infer` times it
             with `OnnxGraph`).
 
@@ -413,9 +423,23 @@ def to_onnx(model: nn.Module, modality: str | Modality, path: str | Path, opset:
     return OnnxExport(path=path, metadata=meta, parity=record)
 
 
+def load_for_export(checkpoint: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """(model, its `model.json`) of a checkpoint, built for export: SEG in its MatMul form and timm's export-safe
+    layer variants where a backbone has any. This is the one read of `model.json` an export makes; pass the
+    result down (`export_model`)."""
+    from timm.layers import set_layer_config
+
+    from sepgzoo.hub.checkpoint import load_model
+
+    with set_layer_config(exportable=True):
+        return load_model(checkpoint, "cpu", seg_impl="matmul")
+
+
 def export_checkpoint(checkpoint: str | Path, output: str | Path, fp16: bool = False,
                       max_batch: int = DEFAULT_MAX_BATCH, opset: int = DEFAULT_OPSET) -> dict[str, Any]:
     """Export a trained model to `output/{visible,infrared}.onnx` (+ `*_fp16.onnx`) and `output/export.json`.
+
+    `load_for_export` then `export_model`; a caller that already loaded the model calls `export_model` itself.
 
     Args:
         checkpoint: run directory, `model.safetensors` or `model.json`.
@@ -430,37 +454,67 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, fp16: bool = F
     Example:
         >>> export_checkpoint("runs/sysu", "runs/sysu/export", fp16=True)["parity"]["visible"]["fp32"]
     """
-    from timm.layers import set_layer_config
+    _check_max_batch(max_batch)
+    model, meta = load_for_export(checkpoint)
+    return export_model(model, meta, checkpoint, output, fp16=fp16, max_batch=max_batch, opset=opset)
 
-    from sepgzoo.hub.checkpoint import load_model, resolve_model_files
 
-    if max_batch < 1:
-        raise UserError(f"--max-batch must be >= 1, got {max_batch}")
-    weights, _ = resolve_model_files(checkpoint)
-    with set_layer_config(exportable=True):  # timm's export-safe layer variants, where a backbone has any
-        model, meta = load_model(checkpoint, "cpu", seg_impl="matmul")
+def export_model(model: nn.Module, meta: dict[str, Any], checkpoint: str | Path, output: str | Path,
+                 fp16: bool = False, max_batch: int = DEFAULT_MAX_BATCH, opset: int = DEFAULT_OPSET) -> dict[str, Any]:
+    """Export a model that `load_for_export(checkpoint)` returned with its `model.json` content `meta`.
+
+    Every graph is written into a staging folder that replaces `output` only once all of them passed their
+    parity checks: the previous export stays whole until the new one is complete.
+
+    Returns:
+        The content of `export.json` (arguments as in `export_checkpoint`).
+    """
+    _check_max_batch(max_batch)
     output = Path(output)
     check_export_target(output)
-    source = {"checkpoint": str(Path(checkpoint)), "weights_sha256": sha256_file(weights),
-              "model_args": meta.get("model_args", {}), "versions": onnx_versions()}
-    if meta.get("recipe") is not None:
-        source["recipe"] = meta["recipe"]
-    files: dict[str, dict[str, str]] = {}
-    parity: dict[str, dict[str, Any]] = {}
-    with staging_folder(output) as staging:  # the previous export stays whole until the new one is complete
-        for modality in Modality:
-            for half in (False, True) if fp16 else (False,):
-                name = onnx_filename(modality, half)
-                result = to_onnx(model, modality, staging / name, opset=opset, max_batch=max_batch, fp16=half,
-                                 metadata=source)
-                precision = "fp16" if half else "fp32"
-                files.setdefault(modality.value, {})[precision] = name
-                parity.setdefault(modality.value, {})[precision] = result.parity
+    source = _source_record(checkpoint, meta)
+    with staging_folder(output) as staging:
+        files, parity = _write_graphs(model, staging, fp16, max_batch, opset, source)
         record = model_metadata(model, None, opset=opset, max_batch=max_batch, **source)
         record.update(files=files, parity=parity,
                       sha256={name: sha256_file(staging / name) for per in files.values() for name in per.values()})
         write_json(staging / EXPORT_JSON, record)
     return record
+
+
+def _check_max_batch(max_batch: int) -> None:
+    if max_batch < 1:
+        raise UserError(f"--max-batch must be >= 1, got {max_batch}")
+
+
+def _source_record(checkpoint: str | Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """Where the graphs come from, for their metadata and `export.json`: checkpoint, weights hash, model arguments,
+    versions, and the recipe when `model.json` has one."""
+    from sepgzoo.hub.checkpoint import resolve_model_files
+
+    weights, _ = resolve_model_files(checkpoint)  # the path only: model.json was read by the caller
+    source = {"checkpoint": str(Path(checkpoint)), "weights_sha256": sha256_file(weights),
+              "model_args": meta.get("model_args", {}), "versions": onnx_versions()}
+    if meta.get("recipe") is not None:
+        source["recipe"] = meta["recipe"]
+    return source
+
+
+def _write_graphs(model: nn.Module, folder: Path, fp16: bool, max_batch: int, opset: int,
+                  source: dict[str, Any]) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, Any]]]:
+    """Every modality's graph (fp32, and fp16 when asked) into `folder` -> (file names, parity records), each keyed
+    by modality then precision."""
+    files: dict[str, dict[str, str]] = {}
+    parity: dict[str, dict[str, Any]] = {}
+    for modality in Modality:
+        for half in (False, True) if fp16 else (False,):
+            name = onnx_filename(modality, half)
+            result = to_onnx(model, modality, folder / name, opset=opset, max_batch=max_batch, fp16=half,
+                             metadata=source)
+            precision = "fp16" if half else "fp32"
+            files.setdefault(modality.value, {})[precision] = name
+            parity.setdefault(modality.value, {})[precision] = result.parity
+    return files, parity
 
 
 def check_export_target(output: Path) -> None:
@@ -472,6 +526,5 @@ def check_export_target(output: Path) -> None:
                         "an earlier export folder (choose another --output)")
 
 
-
 __all__ = ["EXPORT_JSON", "EmbeddingGraph", "ExportError", "OnnxExport", "check_parity", "export_checkpoint",
-           "graph_problems", "to_onnx"]
+           "export_model", "graph_problems", "load_for_export", "to_onnx"]

@@ -73,3 +73,88 @@ def quantization_record(images: dict[str, int], seed: int) -> dict[str, Any]:
             "calibration_images": images, "calibration_split": "the recipe's training split", "seed": seed,
             "flavours": {"int8": "int8 activations and weights, symmetric (TensorRT explicit quantization)",
                          "int8-cpu": "uint8 activations, int8 symmetric weights (ONNX Runtime x86)"}}
+
+
+#: per-image cosine of an INT8 graph to the fp32 graph on the parity images; the accuracy gate is `eval --model`
+INT8_PARITY_COSINE = 0.99
+
+
+def int8_parity(fp32_graph: Path, int8_graph: Path, images: np.ndarray) -> dict[str, Any]:
+    """The INT8 graph against the fp32 graph on the same images (ONNX Runtime CPU), as a parity record."""
+    import onnxruntime as ort
+
+    run = lambda path: ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(  # noqa: E731
+        None, {"images": images})[0]
+    cosine = float((run(fp32_graph) * run(int8_graph)).sum(axis=1).min())
+    return {"reference": "onnxruntime-cpu fp32 graph", "min_cosine": {str(len(images)): cosine},
+            "threshold": INT8_PARITY_COSINE, "passed": cosine >= INT8_PARITY_COSINE}
+
+
+def _label_graph(path: Path, flavour: str, parity: dict[str, Any], quantization: dict[str, Any]) -> None:
+    """The quantized graph's own metadata says what it is and that it passed its check (runtimes read it)."""
+    import json
+
+    import onnx
+
+    model = onnx.load(str(path))
+    entries = {entry.key: entry for entry in model.metadata_props}
+    for key, value in (("precision", flavour), ("parity", parity), ("quantization", quantization)):
+        entry = entries.get(f"sepgzoo.{key}") or model.metadata_props.add()
+        entry.key, entry.value = f"sepgzoo.{key}", value if isinstance(value, str) else json.dumps(value)
+    onnx.save(model, str(path))
+
+
+def _link_tree(source: Path, target: Path) -> None:
+    """Every file of an export folder hard-linked into the staging folder (artifacts are never written in place, so
+    sharing their bytes is safe and costs no copy)."""
+    import os
+    import shutil
+
+    for item in source.iterdir():
+        if item.name.startswith("."):
+            continue
+        if item.is_dir():
+            shutil.copytree(item, target / item.name, copy_function=os.link)
+        else:
+            os.link(item, target / item.name)
+
+
+def add_int8(export_dir: str | Path, calibration: dict[str, np.ndarray], seed: int,
+             check=None) -> dict[str, Any]:
+    """Add both INT8 flavours of both modalities to an export, calibrated on `calibration` (modality -> uint8
+    images), and record them in export.json; the export is replaced only once everything, `check` included, passed.
+
+    Args:
+        check: `check(staged_export_dir) -> dict` run on the complete staged export (the accuracy gate); it raises
+            to refuse, and what it returns is recorded as `int8_gate` in export.json.
+    """
+    from sepgzoo.deploy.contract import EXPORT_JSON, parity_images, read_export_json
+    from sepgzoo.errors import UserError
+    from sepgzoo.utils.atomic import staging_folder, write_json
+    from sepgzoo.utils.hashing import sha256_file
+
+    export_dir = Path(export_dir)
+    record = read_export_json(export_dir)
+    quantization = quantization_record({m: len(images) for m, images in calibration.items()}, seed)
+    images = parity_images(8, tuple(record["input_size"]))
+    with staging_folder(export_dir) as staging:
+        _link_tree(export_dir, staging)
+        for modality, pixels in calibration.items():
+            fp32 = staging / record["files"][modality]["fp32"]
+            for flavour in FLAVOURS:
+                name = int8_filename(modality, flavour)
+                quantize_graph(fp32, staging / name, pixels, flavour)
+                parity = int8_parity(fp32, staging / name, images)
+                if not parity["passed"]:
+                    raise UserError(f"{name}: min cosine {parity['min_cosine']} to the fp32 graph is below "
+                                    f"{INT8_PARITY_COSINE}; the export is left as it was")
+                _label_graph(staging / name, flavour, parity, quantization)
+                record["files"][modality][flavour] = name
+                record.setdefault("parity", {}).setdefault(modality, {})[flavour] = parity
+                record.setdefault("sha256", {})[name] = sha256_file(staging / name)
+        record["quantization"] = quantization
+        write_json(staging / EXPORT_JSON, record)
+        if check is not None:
+            record["int8_gate"] = check(staging)
+            write_json(staging / EXPORT_JSON, record)
+    return record

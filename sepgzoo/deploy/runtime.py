@@ -99,7 +99,7 @@ def open_model(path: str | Path, modality: str | Modality | None = None, backend
             raise UserError(f"{path} is an export directory: say which modality to open (visible or infrared)")
         path = _file_in_export(path, wanted, "fp16" if fp16 else "fp32", backend)
     if path.suffix.lower() in ENGINE_SUFFIXES or backend == "tensorrt":
-        from sepgzoo.deploy.tensorrt import TensorRTEmbedder
+        from sepgzoo.deploy.tensorrt_runtime import TensorRTEmbedder
 
         model: Embedder = TensorRTEmbedder(path)
     elif path.suffix.lower() == ".onnx":
