@@ -89,10 +89,24 @@ def _default_output(checkpoint: Path, meta: dict[str, Any]) -> Path:
 @click.option("--opt-batch", type=click.IntRange(min=1), default=None,
               help="Batch TensorRT tunes for [default: max-batch / 2, at most 16].")
 @click.option("--opset", type=click.IntRange(min=7), default=18, show_default=True)
+@click.option("--int8", is_flag=True,
+              help="Also write INT8 Q/DQ graphs (int8: TensorRT's symmetric form; int8-cpu: ONNX Runtime's), kept only "
+                   "if Rank-1 and mAP stay within 1 point of fp32 on the recipe's test split.")
+@click.option("--calib-images", type=click.IntRange(min=1), default=256, show_default=True,
+              help="With --int8: calibration images per modality, from the recipe's training split.")
+@click.option("--calib-seed", type=int, default=0, show_default=True, help="With --int8: which images are drawn.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="With --int8: recipe overrides for calibration and the gate, e.g. data.root=/data/SYSU-MM01.")
+@click.option("--deepstream", is_flag=True, help="Also write EXPORT/deepstream/: float NCHW graphs, nvinfer and "
+                                                 "tracker configs (DeepStream 7.1).")
+@click.option("--triton", "triton_repo", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write a Triton model repository here (ONNX models, plus checked TensorRT plans).")
 @weights_option()
 def export(checkpoint: Path | None, output: Path | None, trt: bool, fp16: bool, max_batch: int,
-           opt_batch: int | None, opset: int) -> None:
-    """Export a trained model to ONNX (one graph per modality) with parity checks; optionally TensorRT engines."""
+           opt_batch: int | None, opset: int, int8: bool, calib_images: int, calib_seed: int,
+           overrides: tuple[str, ...], deepstream: bool, triton_repo: Path | None) -> None:
+    """Export a trained model to ONNX (one graph per modality) with parity checks; optionally INT8 graphs, TensorRT
+    engines, DeepStream files and a Triton model repository."""
     from sepgzoo.deploy.onnx_export import export_model, load_for_export
     from sepgzoo.deploy.tensorrt_build import build_engines
 
@@ -108,12 +122,37 @@ def export(checkpoint: Path | None, output: Path | None, trt: bool, fp16: bool, 
             click.echo(f"{output / record['files'][modality][precision]}: parity vs PyTorch min cosine "
                        f"{min(parity['min_cosine'].values()):.6f} at batches {parity['batches']} "
                        f"(>= {parity['threshold']})")
+    if int8:
+        _export_int8(output, calib_images, calib_seed, overrides)
     click.echo(f"{output / 'export.json'}")
+    if deepstream:
+        from sepgzoo.deploy.contract import parity_images
+        from sepgzoo.deploy.deepstream import write_deepstream
+
+        click.echo(f"{write_deepstream(output, parity_images(8, tuple(record['input_size'])))}: float NCHW graphs "
+                   "(equal to the uint8 graphs to 1e-5), nvinfer and tracker configs")
     if trt:
         engines = build_engines(output, fp16=fp16, max_batch=max_batch, opt_batch=opt_batch)
         for modality, info in engines.items():
             click.echo(f"{output / info['engine']}: TensorRT {info['tensorrt_version']} on {info['gpu_name']}, "
                        f"parity vs ONNX Runtime min cosine {min(info['parity']['min_cosine'].values()):.6f}")
+    if triton_repo is not None:
+        from sepgzoo.deploy.triton import write_triton_repository
+
+        models = write_triton_repository(output, triton_repo)
+        click.echo(f"{triton_repo}: Triton model repository ({', '.join(models)})")
+
+
+def _export_int8(output: Path, count: int, seed: int, overrides: tuple[str, ...]) -> None:
+    from sepgzoo.evaluation.deployed import export_int8
+
+    record = export_int8(output, count, seed, overrides)
+    gate = record["int8_gate"]["metrics_percent"]
+    for precision in ("int8", "int8-cpu"):
+        for setting, values in gate[precision].items():
+            fp32 = gate["fp32"][setting]
+            click.echo(f"{precision} {setting}: R1 {values['rank1']:.2f} (fp32 {fp32['rank1']:.2f}), "
+                       f"mAP {values['mAP']:.2f} (fp32 {fp32['mAP']:.2f})")
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -75,8 +75,10 @@ def quantization_record(images: dict[str, int], seed: int) -> dict[str, Any]:
                          "int8-cpu": "uint8 activations, int8 symmetric weights (ONNX Runtime x86)"}}
 
 
-#: per-image cosine of an INT8 graph to the fp32 graph on the parity images; the accuracy gate is `eval --model`
-INT8_PARITY_COSINE = 0.99
+#: per-image cosine of an INT8 graph to the fp32 graph on the parity images: a check that the graph is wired right
+#: (a broken one lands near 0), not of its accuracy, which `eval --model` gates on the test split. Measured: 0.9999 on
+#: sepg_resnet50 (benchmarks/results/int8-cpu), 0.98 on the 64 x 32 test model calibrated on 16 images.
+INT8_PARITY_COSINE = 0.95
 
 
 def int8_parity(fp32_graph: Path, int8_graph: Path, images: np.ndarray) -> dict[str, Any]:
@@ -93,6 +95,7 @@ def int8_parity(fp32_graph: Path, int8_graph: Path, images: np.ndarray) -> dict[
 def _label_graph(path: Path, flavour: str, parity: dict[str, Any], quantization: dict[str, Any]) -> None:
     """The quantized graph's own metadata says what it is and that it passed its check (runtimes read it)."""
     import json
+    import os
 
     import onnx
 
@@ -101,12 +104,13 @@ def _label_graph(path: Path, flavour: str, parity: dict[str, Any], quantization:
     for key, value in (("precision", flavour), ("parity", parity), ("quantization", quantization)):
         entry = entries.get(f"sepgzoo.{key}") or model.metadata_props.add()
         entry.key, entry.value = f"sepgzoo.{key}", value if isinstance(value, str) else json.dumps(value)
-    onnx.save(model, str(path))
+    onnx.save(model, str(path.with_suffix(".labelled")))
+    os.replace(path.with_suffix(".labelled"), path)  # a new file, never a write into one that may be shared
 
 
 def _link_tree(source: Path, target: Path) -> None:
-    """Every file of an export folder hard-linked into the staging folder (artifacts are never written in place, so
-    sharing their bytes is safe and costs no copy)."""
+    """Every file of an export folder hard-linked into the staging folder: no copy of large graphs. Safe only because
+    nothing writes into a staged file: a file is replaced by a new one (unlinked first), never rewritten."""
     import os
     import shutil
 
@@ -143,6 +147,7 @@ def add_int8(export_dir: str | Path, calibration: dict[str, np.ndarray], seed: i
             fp32 = staging / record["files"][modality]["fp32"]
             for flavour in FLAVOURS:
                 name = int8_filename(modality, flavour)
+                (staging / name).unlink(missing_ok=True)  # a link to an earlier export's graph: never write through it
                 quantize_graph(fp32, staging / name, pixels, flavour)
                 parity = int8_parity(fp32, staging / name, images)
                 if not parity["passed"]:

@@ -52,8 +52,9 @@ def _file_in_export(directory: Path, modality: Modality, precision: str, backend
     try:
         name = record["files"][modality.value][precision]
     except KeyError:
-        raise UserError(f"{where} lists no {precision} graph for {modality.value}"
-                        + (" (export again with --fp16)" if precision == "fp16" else "")) from None
+        hint = {"fp16": " (export again with --fp16)", "int8": " (export again with --int8)",
+                "int8-cpu": " (export again with --int8)"}.get(precision, "")
+        raise UserError(f"{where} lists no {precision} graph for {modality.value}{hint}") from None
     graph = directory / name
     if backend == "tensorrt":
         return graph.with_suffix(".plan")
@@ -70,7 +71,7 @@ def _file_in_export(directory: Path, modality: Modality, precision: str, backend
 
 def open_model(path: str | Path, modality: str | Modality | None = None, backend: str = "onnxruntime",
                providers: str | Sequence[str] = "cpu", fp16: bool = False, threads: int | None = None,
-               trt_cache: str | Path | None = None) -> Embedder:
+               trt_cache: str | Path | None = None, precision: str | None = None) -> Embedder:
     """Open one modality of an exported model that passed its parity checks.
 
     A graph is refused unless `export.json` (for a directory) and the graph's own metadata record a passed parity
@@ -82,9 +83,11 @@ def open_model(path: str | Path, modality: str | Modality | None = None, backend
         modality: required for a directory; checked against the file's metadata otherwise.
         backend: "onnxruntime" or "tensorrt" (for a directory: use `<modality>[_fp16].plan` there).
         providers: ONNX Runtime providers or a device word ("cpu", "cuda", "tensorrt").
-        fp16: for a directory, pick the fp16 variant.
+        fp16: for a directory, pick the fp16 variant (the same as precision="fp16").
         threads: ONNX Runtime intra-op threads.
         trt_cache: ONNX Runtime's TensorRT engine/timing cache folder (default: `trt_cache` next to the model).
+        precision: for a directory, which graph: "fp32", "fp16", "int8" (symmetric Q/DQ, TensorRT's) or "int8-cpu"
+            (uint8 activations, ONNX Runtime's fast x86 flavour); default fp32 (fp16 with `fp16=True`).
 
     Example:
         >>> open_model("export", "visible").embed(np.zeros((2, 288, 144, 3), np.uint8)).shape
@@ -97,7 +100,7 @@ def open_model(path: str | Path, modality: str | Modality | None = None, backend
     if path.is_dir():
         if wanted is None:
             raise UserError(f"{path} is an export directory: say which modality to open (visible or infrared)")
-        path = _file_in_export(path, wanted, "fp16" if fp16 else "fp32", backend)
+        path = _file_in_export(path, wanted, precision or ("fp16" if fp16 else "fp32"), backend)
     if path.suffix.lower() in ENGINE_SUFFIXES or backend == "tensorrt":
         from sepgzoo.deploy.tensorrt_runtime import TensorRTEmbedder
 

@@ -19,7 +19,7 @@ from sepgzoo.version import __version__
 
 #: `--device` of `eval --model` -> (runtime backend, ONNX Runtime providers)
 DEVICES = {"cpu": ("onnxruntime", "cpu"), "cuda": ("onnxruntime", "cuda"), "tensorrt": ("tensorrt", "cpu")}
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "int8-cpu")
 
 
 class DeployedFeatures:
@@ -34,10 +34,8 @@ class DeployedFeatures:
         backend, providers = DEVICES[device]
         self.batch_size = batch_size
         self.rows: dict[tuple[str, str], np.ndarray] = {}
-        if precision == "int8":
-            raise UserError("--precision int8: this export has no INT8 graphs (export with --int8)")
         self.models = {modality: open_model(export_dir, modality, backend=backend, providers=providers,
-                                            fp16=precision == "fp16")
+                                            precision=precision)
                        for modality in ("visible", "infrared")}
 
     def __call__(self, samples: list[Sample], modality: str) -> np.ndarray:
@@ -82,3 +80,61 @@ def evaluate_export(export_dir: str | Path, overrides: list[str] | tuple[str, ..
                          "runtime": features.providers, "files": files,
                          "sha256": {m: record.get("sha256", {}).get(name) for m, name in files.items()}},
             "overrides": list(overrides), "results": results, "versions": {"sepgzoo": __version__}}
+
+
+#: an INT8 graph may lose at most this many points of Rank-1 or mAP against the fp32 graph, on any setting
+INT8_TOLERANCE_POINTS = 1.0
+GATED_METRICS = {"rank1": "R1", "mAP": "mAP"}  # `summarise` key -> what the message calls it
+
+
+def gate_precisions(export_dir: str | Path, precisions: tuple[str, ...], overrides: list[str] | tuple[str, ...] = (),
+                    device: str = "cpu", tolerance: float = INT8_TOLERANCE_POINTS) -> dict[str, Any]:
+    """Evaluate the fp32 graphs and each of `precisions` with the recipe's protocol; refuse (UserError naming
+    both numbers) any precision more than `tolerance` points below fp32 in Rank-1 or mAP on any setting.
+
+    Returns the table that export.json records: percent metrics per precision and setting.
+    """
+    from sepgzoo.evaluation.report import summarise
+
+    scores = {p: summarise(evaluate_export(export_dir, overrides, p, device)["results"]) for p in ("fp32", *precisions)}
+    failures = [f"{precision} {setting} {label} {scores[precision][setting][metric]:.2f} against fp32 "
+                f"{reference[metric]:.2f}"
+                for precision in precisions for setting, reference in scores["fp32"].items()
+                for metric, label in GATED_METRICS.items()
+                if reference[metric] - scores[precision][setting][metric] > tolerance]
+    if failures:
+        raise UserError(f"INT8 accuracy gate: more than {tolerance:g} point(s) below fp32: {'; '.join(failures)}; "
+                        "the export is left as it was (calibrate on more images with --calib-images)")
+    return {"tolerance_points": tolerance, "device": device, "metrics_percent": scores}
+
+
+def calibration_images(recipe, input_size: tuple[int, int], count: int, seed: int) -> dict[str, np.ndarray]:
+    """Up to `count` images of each modality drawn (fixed seed) from the recipe's training split, as uint8 pixels
+    read through the preprocessing contract."""
+    from sepgzoo.data.sources import open_dataset
+    from sepgzoo.preprocess import load_inputs
+
+    train = list(open_dataset(recipe.data).train)
+    rng = np.random.default_rng(seed)
+    chosen = {}
+    for modality in ("visible", "infrared"):
+        paths = sorted(s.path for s in train if s.modality == modality)
+        picked = rng.choice(len(paths), size=min(count, len(paths)), replace=False)
+        chosen[modality] = load_inputs([paths[i] for i in sorted(picked)], input_size)
+    return chosen
+
+
+def export_int8(export_dir: str | Path, count: int = 256, seed: int = 0, overrides: list[str] | tuple[str, ...] = (),
+                device: str = "cpu") -> dict[str, Any]:
+    """`export --int8`: both INT8 flavours of both graphs, calibrated on the training split, kept only when
+    `gate_precisions` passes on the staged export; returns the new export.json record."""
+    from sepgzoo.deploy.quantize import FLAVOURS, add_int8
+
+    record = read_export_json(export_dir)
+    if "recipe" not in record:
+        raise UserError(f"{Path(export_dir) / EXPORT_JSON} records no recipe: INT8 needs the recipe's training split "
+                        "to calibrate and its test split to gate")
+    recipe = recipe_from_dict(record["recipe"], overrides)
+    calibration = calibration_images(recipe, tuple(record["input_size"]), count, seed)
+    return add_int8(export_dir, calibration, seed,
+                    check=lambda staged: gate_precisions(staged, FLAVOURS, overrides, device))
