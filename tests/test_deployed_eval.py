@@ -156,8 +156,8 @@ def test_an_int8_export_below_the_gate_fails_with_both_numbers_and_leaves_the_ex
     before = {p.name: p.read_bytes() for p in export.iterdir() if p.is_file()}
     strict = functools.partial(deployed.gate_precisions, tolerance=-100.0)  # "100 points better than fp32"
     monkeypatch.setattr(deployed, "gate_precisions", strict)
-    from sepgzoo.evaluation.deployed import export_int8
     from sepgzoo.errors import UserError
+    from sepgzoo.evaluation.deployed import export_int8
 
     with pytest.raises(UserError, match=r"INT8 accuracy gate: .*int8 sysu_all_single R1 [\d.]+ against fp32 [\d.]+"):
         export_int8(export, count=8)
