@@ -22,6 +22,7 @@ resize layer), and on enlarging it is the same as OpenCV's INTER_LINEAR. Lanczos
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,11 @@ def resize(image: Image.Image, size: Sequence[int]) -> Image.Image:
     if image.size == (width, height):
         return image
     return image.resize((width, height), _PIL_FILTERS[RESIZE_FILTER])
+
+
+def resize_step(size: Sequence[int]):
+    """The first step of every pipeline (also what `data.cache` stores): PIL image -> PIL image at `size`."""
+    return partial(resize, size=tuple(size))
 
 
 def load_input(path: str | Path, size: Sequence[int]) -> np.ndarray:

@@ -10,8 +10,9 @@ import sepgzoo.data.cache as cache_module
 from sepgzoo import create_model
 from sepgzoo.data.cache import ResizedImageCache
 from sepgzoo.data.datasets import Sample, load_image
-from sepgzoo.data.transforms import build_test_transform, resize_step
 from sepgzoo.evaluation.features import extract_features
+from sepgzoo.pipeline.transforms import build_test_transform
+from sepgzoo.preprocess import resize_step
 
 SIZE = (64, 32)
 

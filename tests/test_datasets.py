@@ -11,10 +11,10 @@ from PIL import Image
 
 from sepgzoo.data.datasets import INFRARED, VISIBLE, Sample, load_image
 from sepgzoo.data.registry import build_dataset, dataset_names, get_dataset
-from sepgzoo.data.sampler import CrossModalitySampler
-from sepgzoo.data.torchdata import CrossModalityDataset, ImageDataset
-from sepgzoo.data.transforms import build_test_transform, build_train_transform
 from sepgzoo.errors import UserError
+from sepgzoo.pipeline.sampler import CrossModalitySampler
+from sepgzoo.pipeline.torchdata import CrossModalityDataset, ImageDataset
+from sepgzoo.pipeline.transforms import build_test_transform, build_train_transform
 from sepgzoo.preprocess import list_images
 
 

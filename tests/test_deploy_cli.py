@@ -69,7 +69,7 @@ def test_export_trt_without_tensorrt_prints_trtexec_and_fails(export_dir, monkey
     assert "TensorRT is not installed" in result.output
     expected = ("trtexec --onnx=visible_fp16.onnx --saveEngine=visible_fp16.plan --minShapes=images:1x64x32x3 "
                 "--optShapes=images:2x64x32x3 --maxShapes=images:4x64x32x3 --memPoolSize=workspace:2048 "
-                "--noTF32 --stronglyTyped")
+                "--noTF32 --timingCacheFile=timing.cache --stronglyTyped")
     assert expected in result.output
     script = (export_dir / "build_engines.sh").read_text()
     assert expected in script and "infrared_fp16.onnx --saveEngine=infrared_fp16.plan" in script
@@ -79,7 +79,7 @@ def test_trtexec_command_lines(export_dir):
     fp32 = [shlex.join(c) for c in trtexec_commands(export_dir, max_batch=32)]
     assert fp32[1] == ("trtexec --onnx=infrared.onnx --saveEngine=infrared.plan --minShapes=images:1x64x32x3 "
                        "--optShapes=images:16x64x32x3 --maxShapes=images:32x64x32x3 --memPoolSize=workspace:2048 "
-                       "--noTF32")
+                       "--noTF32 --timingCacheFile=timing.cache")
     assert "--opt" in " ".join(trtexec_command("m.onnx", "m.plan", (288, 144), 1))  # opt = max = 1 is valid
     with pytest.raises(Exception, match="opt batch 9"):
         trtexec_command("m.onnx", "m.plan", (288, 144), 8, opt_batch=9)

@@ -117,9 +117,9 @@ def test_a_corrupt_image_in_a_loader_worker_is_reported_as_its_own_one_line_mess
     from torch.utils.data import DataLoader
 
     from sepgzoo.data.datasets import Sample
-    from sepgzoo.data.torchdata import ImageDataset
-    from sepgzoo.data.transforms import build_test_transform
     from sepgzoo.errors import user_message
+    from sepgzoo.pipeline.torchdata import ImageDataset
+    from sepgzoo.pipeline.transforms import build_test_transform
 
     good, bad = tmp_path / "good.jpg", tmp_path / "bad.jpg"
     good.write_bytes(_jpeg_bytes(gradient))

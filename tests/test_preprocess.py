@@ -13,13 +13,13 @@ from PIL import Image
 
 from sepgzoo.cli import main
 from sepgzoo.data.datasets import Sample
-from sepgzoo.data.transforms import build_test_transform, build_train_transform
 from sepgzoo.deploy.contract import EXPORT_JSON, PARITY_COSINE, cosine_rows, read_export_json
 from sepgzoo.deploy.runtime import open_model
 from sepgzoo.errors import UserError
 from sepgzoo.evaluation.features import extract_features
 from sepgzoo.evaluation.metrics import evaluate, feature_distance
 from sepgzoo.hub.checkpoint import load_model, read_meta
+from sepgzoo.pipeline.transforms import build_test_transform, build_train_transform
 from sepgzoo.preprocess import contract, decode_rgb, load_input
 from sepgzoo.utils.tensors import to_unit_range
 

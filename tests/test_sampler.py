@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from sepgzoo.data.sampler import CrossModalitySampler
 from sepgzoo.errors import UserError
+from sepgzoo.pipeline.sampler import CrossModalitySampler
 
 
 def labels(num_ids: int, per_id_vis: int, per_id_ir: int, seed: int = 0) -> tuple[list[int], list[int]]:

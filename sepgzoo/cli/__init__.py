@@ -11,7 +11,7 @@ import click
 
 from sepgzoo.cli.bench import bench
 from sepgzoo.cli.data import data
-from sepgzoo.cli.deploy import embed, export, search
+from sepgzoo.cli.deploy import embed, engine, export, search
 from sepgzoo.cli.doctor import doctor
 from sepgzoo.cli.evaluate import eval_command, viz
 from sepgzoo.cli.train import ablate, pretrain, recipes, train
@@ -46,7 +46,8 @@ def main() -> None:
     warnings.formatwarning = one_line_recipe_warnings
 
 
-for command in (train, eval_command, pretrain, recipes, ablate, viz, bench, data, zoo, export, embed, search, doctor):
+for command in (train, eval_command, pretrain, recipes, ablate, viz, bench, data, zoo, export, engine, embed, search,
+                doctor):
     main.add_command(command)
 
 if __name__ == "__main__":

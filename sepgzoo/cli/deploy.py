@@ -155,6 +155,27 @@ def _export_int8(output: Path, count: int, seed: int, overrides: tuple[str, ...]
                        f"mAP {values['mAP']:.2f} (fp32 {fp32['mAP']:.2f})")
 
 
+@click.group("engine")
+def engine() -> None:
+    """TensorRT engines of an export, built where they run (needs TensorRT, never PyTorch)."""
+
+
+@engine.command("build")
+@click.argument("export_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--fp16", is_flag=True, help="Build from the fp16 graphs (export with --fp16).")
+@click.option("--max-batch", type=click.IntRange(min=1), default=None, help="Profile maximum [the export's].")
+@click.option("--opt-batch", type=click.IntRange(min=1), default=None,
+              help="Batch TensorRT tunes for [default: max-batch / 2, at most 16].")
+def engine_build(export_dir: Path, fp16: bool, max_batch: int | None, opt_batch: int | None) -> None:
+    """Build and check one engine per modality in EXPORT_DIR; without TensorRT, write the trtexec script and say so."""
+    from sepgzoo.deploy.tensorrt_build import build_engines
+
+    engines = build_engines(export_dir, fp16=fp16, max_batch=max_batch, opt_batch=opt_batch)
+    for info in engines.values():
+        click.echo(f"{export_dir / info['engine']}: TensorRT {info['tensorrt_version']} on {info['gpu_name']}, "
+                   f"parity vs ONNX Runtime min cosine {min(info['parity']['min_cosine'].values()):.6f}")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # embed
 # ---------------------------------------------------------------------------------------------------------------

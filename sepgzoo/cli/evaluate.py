@@ -45,7 +45,8 @@ def eval_command(checkpoints: tuple[str, ...], export_dir: str | None, precision
     else:
         if device == "tensorrt":
             raise click.UsageError("--device tensorrt evaluates an export: give --model EXPORT_DIR")
-        from sepgzoo.evaluation.evaluate import average_reports, evaluate_run
+        from sepgzoo.evaluation.evaluate import evaluate_run
+        from sepgzoo.evaluation.scoring import average_reports
         from sepgzoo.utils.device import resolve_device
 
         targets, torch_device = list(checkpoints), resolve_device(device)

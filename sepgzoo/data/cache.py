@@ -13,8 +13,7 @@ import numpy as np
 from PIL import Image
 
 from sepgzoo.data.datasets import load_image
-from sepgzoo.data.transforms import resize_step
-from sepgzoo.preprocess import RESIZE_FILTER
+from sepgzoo.preprocess import RESIZE_FILTER, resize_step
 from sepgzoo.utils.atomic import atomic_path
 
 

@@ -65,9 +65,14 @@ class EngineBuildError(UserError):
 # ---------------------------------------------------------------------------------------------------------------
 # trtexec command lines
 # ---------------------------------------------------------------------------------------------------------------
+#: the builder's timing cache, kept in the export folder: every later build there (and every trtexec line) reuses
+#: the measured tactics instead of timing them all again
+TIMING_CACHE = "timing.cache"
+
+
 def trtexec_command(onnx_path: str | Path, engine_path: str | Path, input_size: tuple[int, int], max_batch: int,
                     opt_batch: int | None = None, fp16: bool = False,
-                    workspace_mib: int = DEFAULT_WORKSPACE_MIB) -> list[str]:
+                    workspace_mib: int = DEFAULT_WORKSPACE_MIB, timing_cache: str | Path = TIMING_CACHE) -> list[str]:
     """The trtexec argument list that builds one engine with a min 1 / opt / max batch profile.
 
     Valid on TensorRT 10.x and 11.x. `--noTF32`: TF32 MatMuls (on by default on Ampere and later) would
@@ -87,7 +92,7 @@ def trtexec_command(onnx_path: str | Path, engine_path: str | Path, input_size: 
     shape = lambda n: f"{INPUT_NAME}:{n}x{h}x{w}x3"  # noqa: E731
     command = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={engine_path}", f"--minShapes={shape(1)}",
                f"--optShapes={shape(opt)}", f"--maxShapes={shape(max_batch)}",
-               f"--memPoolSize=workspace:{workspace_mib}", "--noTF32"]
+               f"--memPoolSize=workspace:{workspace_mib}", "--noTF32", f"--timingCacheFile={timing_cache}"]
     if fp16:
         command.append("--stronglyTyped")
     return command
@@ -135,7 +140,7 @@ def write_trtexec_script(export_dir: str | Path, fp16: bool = False, max_batch: 
 # ---------------------------------------------------------------------------------------------------------------
 def build_engine(onnx_path: str | Path, engine_path: str | Path, modality: str | Modality,
                  input_size: tuple[int, int], max_batch: int, opt_batch: int | None = None, fp16: bool = False,
-                 workspace_mib: int = DEFAULT_WORKSPACE_MIB) -> dict[str, Any]:
+                 workspace_mib: int = DEFAULT_WORKSPACE_MIB, timing_cache: str | Path | None = None) -> dict[str, Any]:
     """Build one engine with the TensorRT Python API and write it; returns its sidecar record, without `parity`.
 
     The engine is unchecked: `build_engines` builds into a staging folder and publishes an engine with its sidecar
@@ -150,6 +155,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, modality: str |
         max_batch: profile maximum (minimum 1, optimum `opt_batch`).
         fp16: build a strongly typed network from the fp16 ONNX.
         workspace_mib: builder workspace pool.
+        timing_cache: a timing-cache file read before the build (when it exists) and written after it.
 
     Raises:
         TensorRTUnavailable without TensorRT or a CUDA device; EngineBuildError when parsing or building fails.
@@ -177,6 +183,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, modality: str |
     profile = builder.create_optimization_profile()
     profile.set_shape(INPUT_NAME, (1, h, w, 3), (opt, h, w, 3), (max_batch, h, w, 3))
     config.add_optimization_profile(profile)
+    _load_timing_cache(config, timing_cache)
     plan = builder.build_serialized_network(network, config)
     if plan is None:  # the builder logs why; fast-reid's exporter crashed later on this None
         raise EngineBuildError(f"TensorRT {trt.__version__} failed to build an engine from {onnx_path} "
@@ -184,11 +191,25 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, modality: str |
     engine_path = Path(engine_path)
     with atomic_path(engine_path) as tmp:
         tmp.write_bytes(bytes(plan))
+    if timing_cache is not None:
+        with atomic_path(timing_cache) as tmp:
+            tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
     return {"format": ENGINE_FORMAT, "modality": as_modality(modality).value, **platform,
             "precision": "fp16" if fp16 else "fp32",
             "strongly_typed": bool(fp16), "onnx": Path(onnx_path).name, "onnx_sha256": sha256_file(onnx_path),
             "profile": {"min": 1, "opt": opt, "max": max_batch}, "input_size": list(input_size),
             "workspace_mib": workspace_mib, "engine_sha256": sha256_file(engine_path)}
+
+
+def _load_timing_cache(config, path: str | Path | None) -> None:
+    """Give the builder the saved timing cache (or an empty one, filled by this build)."""
+    if path is None:
+        return
+    saved = Path(path).read_bytes() if Path(path).is_file() else b""
+    cache = config.create_timing_cache(saved)
+    if not config.set_timing_cache(cache, ignore_mismatch=False):
+        raise EngineBuildError(f"TensorRT refused the timing cache {path} (made by another TensorRT or GPU?); "
+                               "delete it to time the tactics again")
 
 
 def build_engines(export_dir: str | Path, fp16: bool = False, max_batch: int | None = None,
@@ -211,7 +232,8 @@ def build_engines(export_dir: str | Path, fp16: bool = False, max_batch: int | N
     if reason:
         script, lines = write_trtexec_script(export_dir, fp16, max_batch, opt_batch)
         raise TensorRTUnavailable(f"{reason}. The ONNX graphs are in {export_dir}; build the engines on the target "
-                                  "with `sepgzoo export --trt` (parity-checked: what sepgzoo's runtime loads), or "
+                                  f"with `sepgzoo engine build {export_dir}` (parity-checked: what sepgzoo's runtime "
+                                  "loads), or "
                                   f"for your own TensorRT application with the trtexec commands in {script}:\n  "
                                   + "\n  ".join(lines))
     with engine_staging(export_dir) as staging:
@@ -251,7 +273,8 @@ def _checked_engine(export_dir: Path, staging: Path, record: dict[str, Any], mod
     precision = "fp16" if fp16 else "fp32"
     staged = staging / engine_filename(modality, fp16)
     sidecar = build_engine(export_dir / _onnx_name(record, modality, precision, export_dir), staged, modality,
-                           tuple(record["input_size"]), max_batch, opt_batch, fp16)
+                           tuple(record["input_size"]), max_batch, opt_batch, fp16,
+                           timing_cache=export_dir / TIMING_CACHE)
     sidecar["parity"] = engine_parity(staged, export_dir / _onnx_name(record, modality, "fp32", export_dir),
                                       max_batch, PARITY_COSINE[precision])
     parity = sidecar["parity"]

@@ -59,7 +59,9 @@ class TensorRTEngine(Batching):
 
     def _run(self, images: np.ndarray) -> np.ndarray:
         batch = len(images)
-        self.context.set_input_shape(INPUT_NAME, images.shape)
+        if not self.context.set_input_shape(INPUT_NAME, images.shape):  # False: outside the engine's profile
+            raise UserError(f"{self.path} cannot take a batch of shape {list(images.shape)}: its profile allows "
+                            f"1..{self.max_batch} images of {self.input_size[0]} x {self.input_size[1]} x 3")
         out_bytes = batch * self.embedding_dim * 4
         src = self.cuda.buffer(INPUT_NAME, images.nbytes)
         dst = self.cuda.buffer(OUTPUT_NAME, out_bytes)

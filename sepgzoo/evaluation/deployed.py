@@ -14,7 +14,7 @@ from sepgzoo.config import recipe_from_dict
 from sepgzoo.data.datasets import Sample
 from sepgzoo.deploy.contract import EXPORT_JSON, read_export_json
 from sepgzoo.errors import UserError
-from sepgzoo.evaluation.evaluate import evaluate_features
+from sepgzoo.evaluation.scoring import evaluate_features
 from sepgzoo.version import __version__
 
 #: `--device` of `eval --model` -> (runtime backend, ONNX Runtime providers)

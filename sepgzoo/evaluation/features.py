@@ -7,10 +7,10 @@ from tqdm import tqdm
 
 from sepgzoo.data.datasets import Sample
 from sepgzoo.data.sources import image_loader
-from sepgzoo.data.torchdata import ImageDataset
-from sepgzoo.data.transforms import build_test_transform
 from sepgzoo.models.layers import join_parts
 from sepgzoo.performance import channels_last_inside, loader_options
+from sepgzoo.pipeline.torchdata import ImageDataset
+from sepgzoo.pipeline.transforms import build_test_transform
 
 
 @torch.no_grad()

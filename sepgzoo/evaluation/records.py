@@ -11,10 +11,8 @@ from typing import Any
 
 from sepgzoo.errors import UserError
 from sepgzoo.evaluation.report import summarise
-from sepgzoo.hub.checkpoint import TRAINING_RECORD, update_meta
+from sepgzoo.hub.layout import EVALS_FOLDER, TRAINING_RECORD
 from sepgzoo.utils.atomic import write_new_json
-
-EVALS_FOLDER = "evals"
 
 
 def model_folder(path: str | Path) -> Path:
@@ -29,6 +27,8 @@ def write_training_record(run_dir: str | Path, report: dict[str, Any]) -> Path:
     Raises:
         UserError: the run already holds its training record (it is never replaced).
     """
+    from sepgzoo.hub.checkpoint import update_meta  # training always has torch; `eval --model` never gets here
+
     path = Path(run_dir) / TRAINING_RECORD
     try:
         write_new_json(path, report)

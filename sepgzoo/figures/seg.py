@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 
 from sepgzoo.data.datasets import load_image
-from sepgzoo.data.transforms import build_test_transform
 from sepgzoo.figures.canvas import plt, save_figure
 from sepgzoo.models.seg import greyscale3, phase_reconstruction_fft
+from sepgzoo.pipeline.transforms import build_test_transform
 
 #: percentiles a panel is stretched between (values outside are clipped): the phase-only reconstruction has a few
 #: pixels near +-0.5 and nearly all within +-0.1, so a min-max stretch would show it as flat grey

@@ -13,14 +13,12 @@ import torch
 from torch import nn
 
 from sepgzoo.errors import UserError
+from sepgzoo.hub.layout import META_NAME, WEIGHTS_NAME
 from sepgzoo.models.registry import build_registered
 from sepgzoo.preprocess import contract
 from sepgzoo.utils.atomic import atomic_path, read_json, write_json
 
 FORMAT = "sepgzoo-model/1"
-WEIGHTS_NAME = "model.safetensors"
-TRAINING_RECORD = "metrics.json"  # the training's own evaluation, written once (sepgzoo.evaluation.records)
-META_NAME = "model.json"
 
 
 def versions() -> dict[str, str]:

@@ -15,7 +15,8 @@ from typing import Any
 
 from sepgzoo.errors import UserError
 from sepgzoo.hub.checkpoint import FORMAT as MODEL_FORMAT
-from sepgzoo.hub.checkpoint import META_NAME, TRAINING_RECORD, WEIGHTS_NAME, load_model, read_meta, resolve_model_files
+from sepgzoo.hub.checkpoint import META_NAME, WEIGHTS_NAME, load_model, read_meta, resolve_model_files
+from sepgzoo.hub.layout import TRAINING_RECORD
 from sepgzoo.preprocess import contract
 from sepgzoo.utils.atomic import atomic_path, read_json, write_json, write_text
 from sepgzoo.utils.cache import cache_dir

@@ -7,13 +7,13 @@ from torch.utils.data import DataLoader
 
 from sepgzoo.config import DataCfg, ModelCfg
 from sepgzoo.data.datasets import INFRARED, VISIBLE, Sample
-from sepgzoo.data.sampler import CrossModalitySampler
 from sepgzoo.data.sources import image_loader
-from sepgzoo.data.torchdata import CrossModalityDataset
-from sepgzoo.data.transforms import build_train_transform
 from sepgzoo.errors import UserError
 from sepgzoo.hub.factory import create_model
 from sepgzoo.performance import loader_options
+from sepgzoo.pipeline.sampler import CrossModalitySampler
+from sepgzoo.pipeline.torchdata import CrossModalityDataset
+from sepgzoo.pipeline.transforms import build_train_transform
 from sepgzoo.training.distributed import DistInfo
 
 

@@ -385,8 +385,9 @@ def record_final_evaluation(trainer: Trainer, checked: CheckedInputs) -> None:
     equals what `sepgzoo eval` computes from the saved files. A resumed run that already holds its record
     (every epoch done and evaluated) keeps it.
     """
-    from sepgzoo.evaluation.evaluate import evaluate_model, evaluation_report
+    from sepgzoo.evaluation.evaluate import evaluate_model
     from sepgzoo.evaluation.records import TRAINING_RECORD, write_training_record
+    from sepgzoo.evaluation.scoring import evaluation_report
 
     if (trainer.run_dir / TRAINING_RECORD).is_file():
         tqdm.write(f"{trainer.run_dir / TRAINING_RECORD} already holds this run's evaluation; kept as it is")

@@ -12,7 +12,7 @@ from typing import Any
 from sepgzoo.config import Recipe
 from sepgzoo.data.protocols import Protocol
 from sepgzoo.data.sources import open_dataset
-from sepgzoo.evaluation.evaluate import build_protocols
+from sepgzoo.evaluation.scoring import build_protocols
 
 
 @dataclass

@@ -22,10 +22,10 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from sepgzoo.data.synthetic import SYSU_CAMERAS, Identity, identity_combos, make_identities, render
-from sepgzoo.data.transforms import resize_step
 from sepgzoo.errors import UserError
 from sepgzoo.models.sepg import IMAGENET_MEAN, IMAGENET_STD
 from sepgzoo.models.split import check_family
+from sepgzoo.preprocess import resize_step
 from sepgzoo.utils.atomic import atomic_path, write_json
 from sepgzoo.utils.tensors import to_unit_range
 

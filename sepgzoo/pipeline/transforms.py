@@ -7,11 +7,9 @@ Test: resize only. Both start with `sepgzoo.preprocess.resize`, the resize every
 
 from __future__ import annotations
 
-from functools import partial
-
 from torchvision.transforms import v2
 
-from sepgzoo.preprocess import resize
+from sepgzoo.preprocess import resize_step
 from sepgzoo.utils.tensors import to_unit_range
 
 #: fill of erased rectangles: the ImageNet mean, i.e. 0 after the model's normalisation
@@ -56,8 +54,3 @@ def build_train_transform(size: tuple[int, int] = DEFAULT_SIZE, pad: int = 10, f
     if erasing_p > 0:
         steps.append(v2.RandomErasing(p=erasing_p, scale=erasing_scale, value=list(ERASE_FILL)))
     return v2.Compose(steps)
-
-
-def resize_step(size: tuple[int, int]):
-    """The first step of both pipelines (also what `data.cache` stores): PIL image -> PIL image at `size`."""
-    return partial(resize, size=tuple(size))
