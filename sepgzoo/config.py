@@ -6,7 +6,6 @@ here; each field has a one-line description. Unknown keys are errors with a did-
 
 import dataclasses
 import difflib
-import importlib.resources
 import re
 import types
 import typing
@@ -18,6 +17,7 @@ from typing import Any, Literal
 import yaml
 
 from sepgzoo.errors import RecipeWarning, UserError
+from sepgzoo.utils.resources import shipped_folder
 
 
 @dataclass(frozen=True)
@@ -247,7 +247,7 @@ class Recipe:
 # -- recipe files ---------------------------------------------------------------------------------------------------
 def recipe_dir() -> Path:
     """The shipped recipes (top-level `recipes/`, installed as `sepgzoo.recipes`)."""
-    return Path(str(importlib.resources.files("sepgzoo.recipes")))
+    return shipped_folder("sepgzoo.recipes", "recipes")
 
 
 def available_recipes() -> list[str]:

@@ -7,6 +7,8 @@ train -> resume -> eval -> export -> bench infer -> report is what CI tests.
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ from sepgzoo.doctor.report import REPORT_JSON, REPORT_MD
 from sepgzoo.doctor.runner import run_checks
 
 CHECKS = ["train_step", "resume", "evaluate", "export", "bench_infer"]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def invoke(*args: str):
@@ -61,11 +64,22 @@ def test_doctor_without_gpu_prints_the_environment():
     assert env["torch"] == torch.__version__ and {"cudnn", "onnxruntime", "tensorrt"} <= set(env)
 
 
+class MakeResult:
+    """What the tests read of a finished `make device-check` run (as click's Result: exit code and output)."""
+
+    def __init__(self, done: subprocess.CompletedProcess) -> None:
+        self.exit_code, self.output, self.stdout = done.returncode, done.stdout + done.stderr, done.stdout
+
+
 @pytest.fixture(scope="module")
 def tiny_check(tmp_path_factory) -> tuple[Path, dict, object]:
+    """`make device-check` as CI runs it: this Python (no venv made, no network), on CPU at tiny sizes."""
     out = tmp_path_factory.mktemp("gpu-check") / "out"
-    result = invoke("doctor", "--gpu", "--device", "cpu", "--tiny", "--output", str(out))
-    return out, json.loads((out / REPORT_JSON).read_text()), result
+    args = f"DEVICE_CHECK_ARGS=--device cpu --tiny --output {out}"
+    done = subprocess.run(["make", "--no-print-directory", "device-check", f"PYTHON={sys.executable}", args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert (out / REPORT_JSON).is_file(), done.stdout[-3000:] + done.stderr[-3000:]
+    return out, json.loads((out / REPORT_JSON).read_text()), MakeResult(done)
 
 
 def test_tiny_run_passes_every_check_and_writes_both_reports(tiny_check):
@@ -88,6 +102,11 @@ def test_tiny_run_passes_every_check_and_writes_both_reports(tiny_check):
         assert f"| {name} | passed |" in markdown
     assert markdown in result.stdout  # the summary is also printed
     assert "export / tensorrt** skipped" in markdown
+    parts = report["checks"]["bench_infer"]["result"]["parts"]
+    assert parts["torch"]["status"] == "passed" and parts["torch"]["device"] == "CPU"  # PyTorch inference always runs
+    assert report["required_not_passed"] == []
+    assert any(item.startswith("bench_infer / tensorrt: ") for item in report["not_checked"])  # named, not passed
+    assert "## Not checked" in markdown
 
 
 def test_tiny_run_numbers(tiny_check):
@@ -169,3 +188,42 @@ def test_tiny_run_on_cuda_resumes_with_amp_on_the_gpu(tmp_path):
     resume = checks["resume"]["result"]
     assert resume["amp"] is True and resume["log_epochs"] == [1, 2] and "CPU" not in resume["resumed_hardware"]
     assert all(entry["status"] in ("passed", "skipped") for entry in checks.values())
+
+
+def test_a_check_past_its_time_limit_fails_and_the_others_still_run(tmp_path):
+    import time
+
+    cfg = CheckConfig.tiny_config(tmp_path / "out")
+    cfg = CheckConfig(**{**cfg.__dict__, "time_limit_s": 0.5})
+    slow = Check("slow", lambda c: "sleeps", lambda c: time.sleep(5) or {"summary": "never"})
+    quick = Check("quick", lambda c: "returns", lambda c: {"summary": "ok"})
+    status, report = run_checks(cfg, [slow, quick], echo=lambda line: None)
+    assert status == 1 and report["checks"]["slow"]["status"] == "failed"
+    assert "did not finish within its time limit of 0.5 s" in report["checks"]["slow"]["reason"]
+    assert report["checks"]["quick"]["status"] == "passed" and report["checks"]["slow"]["seconds"] < 2
+
+
+def test_required_checks_that_were_only_skipped_fail_the_self_check(tmp_path):
+    def no_gpu(cfg):
+        raise CheckSkipped("no CUDA device")
+
+    cfg = CheckConfig.tiny_config(tmp_path / "out")
+    checks = [Check("train_step", lambda c: "training", no_gpu), Check("bench_infer", lambda c: "inference", no_gpu)]
+    status, report = run_checks(cfg, checks, echo=lambda line: None)
+    assert status == 1 and report["status"] == "failed" and report["failed"] == []
+    assert report["required_not_passed"] == ["train_step", "bench_infer"]
+    assert report["not_checked"] == ["train_step: no CUDA device", "bench_infer: no CUDA device"]
+
+
+def test_recipes_and_weights_resolve_from_the_source_tree_when_not_installed(monkeypatch):
+    import importlib.resources
+
+    from sepgzoo.config import recipe_dir
+    from sepgzoo.hub.zoo import weights_dir
+
+    def not_installed(package):
+        raise ModuleNotFoundError(package)
+
+    monkeypatch.setattr(importlib.resources, "files", not_installed)
+    assert recipe_dir() == ROOT / "recipes" and (recipe_dir() / "sysu.yaml").is_file()
+    assert weights_dir() == ROOT / "weights" and (weights_dir() / "manifest.json").is_file()

@@ -22,7 +22,7 @@ from typing import Any
 from sepgzoo.doctor.config import FAILED, PASSED, Check, CheckConfig, CheckFailed, CheckSkipped, skipped
 from sepgzoo.utils.atomic import write_text
 
-BENCH_BACKENDS = ("onnxruntime", "tensorrt")  # what the bench check times, in its report's order
+BENCH_BACKENDS = ("torch", "onnxruntime", "tensorrt")  # what the inference check times, in its report's order
 
 
 def _device(cfg: CheckConfig):
@@ -222,7 +222,7 @@ def _bench_plan(cfg: CheckConfig) -> tuple[list[str], dict[str, Any]]:
     """(backends that can run here, a skipped part for each one that cannot)."""
     import onnxruntime
 
-    backends, parts = [], {}
+    backends, parts = ["torch"], {}  # PyTorch inference on the device always runs: it needs nothing else
     if cfg.device == "cuda" and "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
         parts["onnxruntime"] = skipped("onnxruntime has no CUDAExecutionProvider (the CPU build is installed; "
                                        "swap it for onnxruntime-gpu, see the README)")
@@ -260,6 +260,8 @@ def _bench_part(cfg: CheckConfig, backend: str, rows: list[dict[str, Any]], note
             "images_per_s": {str(row["batch"]): round(row["images_per_s"], 1) for row in mine},
             "ms_per_batch": {str(row["batch"]): round(row["ms_per_batch"], 3) for row in mine},
             "device": ", ".join(where)}
+    if backend == "torch" and cfg.device == "cuda" and where != ["GPU"]:
+        part.update(status=FAILED, reason=f"PyTorch ran on {where}, not the GPU")
     if backend == "onnxruntime" and cfg.device == "cuda" and (where != ["GPU"] or
                                                                not all("CUDA" in label for label in labels)):
         part.update(status=FAILED, reason=f"ONNX Runtime ran on {labels}, not CUDAExecutionProvider "
@@ -280,7 +282,8 @@ def _bench_text(parts: dict[str, Any]) -> str:
 
 def check_bench_infer(cfg: CheckConfig) -> dict[str, Any]:
     """`bench infer` of the run (`sepgzoo.deploy.bench_infer`, as `sepgzoo bench infer --checkpoint` runs it):
-    ONNX Runtime on `cfg.device` and TensorRT."""
+    PyTorch and ONNX Runtime on `cfg.device`, and TensorRT; a runtime that cannot run here is a skipped part, named
+    with its reason, never a pass."""
     from sepgzoo.deploy.bench_infer import bench_inference, bench_model
 
     backends, parts = _bench_plan(cfg)
@@ -313,6 +316,6 @@ CHECKS: list[Check] = [
     Check("evaluate", lambda cfg: f"evaluation of that run on {cfg.device}", check_evaluate, needs=("resume",)),
     Check("export", lambda cfg: f"export --fp16 --trt of that run (max batch {cfg.max_batch}), parity",
           check_export, needs=("resume",)),
-    Check("bench_infer", lambda cfg: f"bench infer of that run: ONNX Runtime ({cfg.device}) and TensorRT, "
+    Check("bench_infer", lambda cfg: f"bench infer of that run: PyTorch and ONNX Runtime ({cfg.device}), TensorRT, "
           f"batches {', '.join(map(str, cfg.bench_batches))}", check_bench_infer, needs=("resume",)),
 ]

@@ -39,6 +39,7 @@ class CheckConfig:
     bench_iters: int = 20
     bench_warmup: int = 3
     tiny: bool = False
+    time_limit_s: float = 240.0  # each check's own limit: a hung check fails, the others still run
 
     @classmethod
     def gpu(cls, output: str | Path) -> CheckConfig:

@@ -69,4 +69,9 @@ def format_markdown(report: dict[str, Any]) -> str:
              "| check | status | seconds | what | result |", "|---|---|---:|---|---|", *rows]
     if notes:
         lines += ["", "## Failed and skipped", "", *notes]
+    if report.get("required_not_passed"):
+        lines += ["", f"Required but not passed: {', '.join(report['required_not_passed'])} (training and inference "
+                      "must run on the device)."]
+    if report.get("not_checked"):
+        lines += ["", "## Not checked", "", *(f"- {item}" for item in report["not_checked"])]
     return "\n".join(lines) + "\n"

@@ -7,13 +7,15 @@ its progress; at the end come the verdict and `gpu-report.md`.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from sepgzoo.doctor.checks import CHECKS
-from sepgzoo.doctor.config import FAILED, PASSED, SKIPPED, Check, CheckConfig, CheckSkipped
+from sepgzoo.doctor.config import FAILED, PASSED, SKIPPED, Check, CheckConfig, CheckFailed, CheckSkipped
 from sepgzoo.doctor.environment import environment
 from sepgzoo.doctor.report import REPORT_FORMAT, REPORT_JSON, REPORT_MD, format_markdown
 from sepgzoo.utils.atomic import write_json, write_text
@@ -32,6 +34,39 @@ def _cuda_memory(begin: bool) -> dict[str, float]:
     return peak
 
 
+#: what must have passed (not merely been skipped) for the self-check to succeed: training and inference on the device
+REQUIRED = ("train_step", "bench_infer")
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float, name: str) -> Iterator[None]:
+    """Raise CheckFailed in this (main) thread when the block outlasts `seconds` (SIGALRM; a no-op where missing)."""
+    if seconds <= 0 or not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def expire(signum, frame):
+        raise CheckFailed(f"{name} did not finish within its time limit of {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def not_checked(checks: dict[str, dict[str, Any]]) -> list[str]:
+    """Everything the run did not check, by name with its reason: skipped checks and skipped parts of checks."""
+    names = [f"{name}: {entry.get('reason')}" for name, entry in checks.items() if entry["status"] == SKIPPED]
+    for name, entry in checks.items():
+        for part, value in (entry.get("result") or {}).get("parts", {}).items():
+            if isinstance(value, dict) and value.get("status") == SKIPPED:
+                names.append(f"{name} / {part}: {value.get('reason')}")
+    return names
+
+
 def _run_one(check: Check, cfg: CheckConfig, done: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """One check's report entry: title, status, seconds, and its result, or the reason it failed or was skipped."""
     entry: dict[str, Any] = {"title": check.title(cfg), "status": None, "seconds": 0.0}
@@ -44,7 +79,8 @@ def _run_one(check: Check, cfg: CheckConfig, done: dict[str, dict[str, Any]]) ->
         _cuda_memory(begin=True)
     start = time.perf_counter()
     try:
-        entry["result"] = check.run(cfg)
+        with time_limit(cfg.time_limit_s, check.name):
+            entry["result"] = check.run(cfg)
         entry["status"] = PASSED
     except CheckSkipped as err:
         entry.update(status=SKIPPED, reason=str(err))
@@ -62,7 +98,8 @@ def run_checks(cfg: CheckConfig, checks: Sequence[Check] | None = None,
                echo: Callable[[str], Any] = print) -> tuple[int, dict[str, Any]]:
     """Run `checks` (default: all five) in order; write gpu-report.json and gpu-report.md into `cfg.output`.
 
-    Returns (exit status: 1 if any check failed, else 0; the report).
+    Returns (exit status: 1 if any check failed or a REQUIRED one did not pass, else 0; the report). Each check
+    runs under `cfg.time_limit_s`; the report lists by name everything that was not checked (`not_checked`).
     """
     checks = CHECKS if checks is None else list(checks)
     cfg.output.mkdir(parents=True, exist_ok=True)
@@ -78,7 +115,9 @@ def run_checks(cfg: CheckConfig, checks: Sequence[Check] | None = None,
         reason = f" ({entry['reason']})" if entry.get("reason") else ""
         echo(f"[{index}/{len(checks)}] {check.name}: {entry['status']} in {entry['seconds']:.1f} s{reason}")
     failed = [name for name, entry in report["checks"].items() if entry["status"] == FAILED]
-    report.update(status=FAILED if failed else PASSED, failed=failed, seconds=round(time.perf_counter() - total, 1))
+    missing = [name for name in REQUIRED if name in report["checks"] and report["checks"][name]["status"] != PASSED]
+    report.update(status=FAILED if failed or missing else PASSED, failed=failed, required_not_passed=missing,
+                  not_checked=not_checked(report["checks"]), seconds=round(time.perf_counter() - total, 1))
     write_json(cfg.output / REPORT_JSON, report)
     write_text(cfg.output / REPORT_MD, format_markdown(report))
-    return (1 if failed else 0), report
+    return (1 if failed or missing else 0), report

@@ -6,7 +6,6 @@ metrics, the training hardware and sepgzoo version, and a licence note. Weights 
 before they are loaded.
 """
 
-import importlib.resources
 import json
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -21,6 +20,7 @@ from sepgzoo.preprocess import contract
 from sepgzoo.utils.atomic import atomic_path, read_json, write_json, write_text
 from sepgzoo.utils.cache import cache_dir
 from sepgzoo.utils.hashing import sha256_file
+from sepgzoo.utils.resources import shipped_folder
 
 MANIFEST_FORMAT = "sepgzoo-zoo/1"
 MANIFEST_NAME = "manifest.json"
@@ -58,7 +58,7 @@ class ZooEntry:
 # -- the manifest -----------------------------------------------------------------------------------------------------
 def weights_dir() -> Path:
     """The shipped weights folder (top-level `weights/`, installed as `sepgzoo.weights`)."""
-    return Path(str(importlib.resources.files("sepgzoo.weights")))
+    return shipped_folder("sepgzoo.weights", "weights")
 
 
 def load_manifest(directory: Path | None = None) -> dict[str, ZooEntry]:
