@@ -12,7 +12,7 @@ from torch import nn
 from sepgzoo.config import LossCfg, TrainCfg
 from sepgzoo.hub.factory import create_model
 from sepgzoo.performance import compile_model, memory_format
-from sepgzoo.training.engine import forward_loss
+from sepgzoo.training.engine import apply_gradients, forward_loss
 from sepgzoo.training.losses import sepg_loss
 from sepgzoo.utils.timing import sync_device, timed
 
@@ -75,12 +75,10 @@ def bench_training_step(model_name: str, ids: int, images_per_id: int, size: tup
 def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                   visible: torch.Tensor, infrared: torch.Tensor, labels: torch.Tensor, weights: LossCfg,
                   use_amp: bool) -> torch.Tensor:
-    """One timed step: the trainer's forward + eq. 9 loss (`engine.forward_loss`), backward, SGD; returns the loss."""
+    """One timed step: the trainer's forward + eq. 9 loss (`engine.forward_loss`) and its backward + SGD step
+    (`engine.apply_gradients`); returns the loss."""
     _, terms = forward_loss(model, visible, infrared, labels, labels, weights, use_amp)
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(terms["total"]).backward()
-    scaler.step(optimizer)
-    scaler.update()
+    apply_gradients(terms["total"], optimizer, scaler)
     return terms["total"].detach()
 
 

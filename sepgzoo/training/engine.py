@@ -119,6 +119,15 @@ def forward_loss(net: nn.Module, visible: torch.Tensor, infrared: torch.Tensor, 
     return out, terms
 
 
+def apply_gradients(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> None:
+    """The second half of every training step (the trainer's and `bench train`'s): backward of the scaled loss and
+    one optimizer step."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+
+
 #: the progress bar's short name of each loss term of `sepg_loss`, in the order shown
 SHORT_NAMES = {"total": "loss", "id_specific": "id", "paba": "paba", "id_parts": "parts", "cross_centre": "cc"}
 
@@ -236,10 +245,7 @@ class Trainer:
         diagnostics = classifier_fit(out, labels_vis, labels_ir)
         if self.trunk_output is not None:
             diagnostics.update(trunk_gradient_norms(terms, self.trunk_output.value))
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(terms["total"]).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        apply_gradients(terms["total"], self.optimizer, self.scaler)
         return {key: value.detach() for key, value in {**terms, **diagnostics}.items()}
 
     def _check_finite(self, stats: EpochStats, epoch: int) -> None:
