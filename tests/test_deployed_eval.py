@@ -163,3 +163,15 @@ def test_an_int8_export_below_the_gate_fails_with_both_numbers_and_leaves_the_ex
         export_int8(export, count=8)
     assert {p.name: p.read_bytes() for p in export.iterdir() if p.is_file()} == before
     assert not [p for p in export.parent.iterdir() if p.name.startswith(".")]  # no staging folder left
+
+
+def test_bench_infer_times_every_precision_the_export_holds(int8_export):
+    export, _ = int8_export
+    code, out = run_cli("bench", "infer", "--export", str(export), "--batch", "1", "--batch", "2", "--iters", "1",
+                        "--warmup", "0", "--json", stdout_only=True)
+    assert code == 0, out
+    rows = json.loads(out)["results"]
+    seen = {(r["backend"], r["modality"], r["batch"]) for r in rows}
+    assert seen == {(f"onnxruntime {p}", m, b) for p in ("fp32", "int8", "int8-cpu") for m in ("visible", "infrared")
+                    for b in (1, 2)}
+    assert all(r["device"] == "CPUExecutionProvider" and r["images_per_s"] > 0 for r in rows)

@@ -43,6 +43,9 @@ def bench_train(model: str, ids: int, images_per_id: int, size: tuple[int, int],
               help="Registered model (random weights; speed does not depend on them).")
 @click.option("--checkpoint", type=click.Path(exists=True, path_type=Path), default=None,
               help="Benchmark a trained checkpoint instead of --model.")
+@click.option("--export", "export_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Time an export's own graphs (every precision it holds) and checked engines, both modalities, "
+                   "as open_model runs them (no PyTorch needed).")
 @click.option("--batch", "batches", type=click.IntRange(min=1), multiple=True, default=(1, 8, 32), show_default=True)
 @click.option("--backend", "backends", type=click.Choice(["torch", "onnxruntime", "tensorrt"]), multiple=True,
               default=("torch", "onnxruntime", "tensorrt"), show_default=True)
@@ -52,22 +55,30 @@ def bench_train(model: str, ids: int, images_per_id: int, size: tuple[int, int],
 @click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch and ONNX Runtime.")
 @click.option("--json", "as_json", is_flag=True)
-def bench_infer(model_name, checkpoint, batches, backends, device, iters, warmup, threads, as_json) -> None:
-    """Images/s of the visible graph for PyTorch eager, ONNX Runtime and TensorRT, and SEG's share of its time.
+def bench_infer(model_name, checkpoint, export_dir, batches, backends, device, iters, warmup, threads,
+                as_json) -> None:
+    """Images/s of the visible graph for PyTorch eager, ONNX Runtime and TensorRT, and SEG's share of its time; or
+    (--export) of an export's own artifacts.
 
-    Every row says where it ran (CPU or GPU): torch and ONNX Runtime on --device, TensorRT on the GPU.
+    Every row says where it ran: torch and ONNX Runtime on --device (an export's rows name the ONNX Runtime
+    provider really used), TensorRT on the GPU.
     """
-    from sepgzoo.deploy.bench_infer import bench_inference, bench_model
-
-    model, model_name = bench_model(checkpoint, model_name)
-
     def show(row: dict[str, Any]) -> None:
         share = "" if row["seg_share"] is None else f"  SEG {100 * row['seg_share']:5.1f}%"
-        click.echo(f"{row['backend']:<12} {row['device']:<3} batch {row['batch']:>3}  "
+        what = f"{row['backend']} {row.get('modality', '')}".strip()
+        click.echo(f"{what:<28} {row['device']:<3} batch {row['batch']:>3}  "
                    f"{row['images_per_s']:8.1f} img/s  {row['ms_per_batch']:9.1f} ms{share}")
 
-    summary = bench_inference(model, model_name, batches, backends, device, iters, warmup, threads,
-                              on_row=None if as_json else show)
+    if export_dir is not None:
+        from sepgzoo.deploy.bench_infer import bench_export
+
+        summary = bench_export(export_dir, batches, device, iters, warmup, threads, on_row=None if as_json else show)
+    else:
+        from sepgzoo.deploy.bench_infer import bench_inference, bench_model
+
+        model, model_name = bench_model(checkpoint, model_name)
+        summary = bench_inference(model, model_name, batches, backends, device, iters, warmup, threads,
+                                  on_row=None if as_json else show)
     if as_json:
         click.echo(json.dumps(summary))
     else:

@@ -182,3 +182,45 @@ def bench_inference(model, model_name: str, batches: tuple[int, ...], backends: 
             _bench_tensorrt(onnx_path, images, (h, w), iters, warmup, record, notes)
     return {"model": model_name, "input_size": [h, w], "modality": "visible", "device": device,
             "threads": threads or torch.get_num_threads(), "iters": iters, "results": rows, "notes": notes}
+
+
+def bench_export(export_dir: str | Path, batches: tuple[int, ...], device: str = "cpu", iters: int = 10,
+                 warmup: int = 2, threads: int | None = None, on_row: Callable[[dict[str, Any]], None] | None = None
+                 ) -> dict[str, Any]:
+    """Images/s of an export's own artifacts, each precision it holds (fp32, fp16, int8, int8-cpu) through ONNX
+    Runtime on `device`, and its checked TensorRT engines, both modalities, opened as a deployment opens them
+    (`open_model`: only what passed its checks). Torch-free. Batches above an artifact's max batch are left out."""
+    import statistics
+    import time
+
+    from sepgzoo.deploy.contract import read_export_json
+    from sepgzoo.deploy.runtime import open_model
+    from sepgzoo.deploy.tensorrt_platform import engine_filename
+
+    record = read_export_json(export_dir)
+    rng = np.random.default_rng(0)
+    rows: list[dict[str, Any]] = []
+    for modality, files in record["files"].items():
+        targets = [("onnxruntime", precision) for precision in files]
+        engines = [p for p in ("fp32", "fp16") if (Path(export_dir) / engine_filename(modality, p == "fp16")).is_file()]
+        targets += [("tensorrt", precision) for precision in engines]
+        for backend, precision in targets:
+            model = open_model(export_dir, modality, backend=backend, providers=device, precision=precision,
+                               threads=threads)
+            for batch in (b for b in batches if b <= model.max_batch):
+                images = rng.integers(0, 256, size=(batch, *model.input_size, 3), dtype=np.uint8)
+                for _ in range(warmup):
+                    model.embed(images)
+                times = []
+                for _ in range(iters):
+                    start = time.perf_counter()
+                    model.embed(images)
+                    times.append(time.perf_counter() - start)
+                seconds = statistics.median(times)
+                rows.append({"backend": f"{backend} {precision}", "modality": modality, "device": model.provider,
+                             "batch": batch, "images_per_s": batch / seconds, "ms_per_batch": 1000 * seconds,
+                             "seg_share": None})
+                if on_row is not None:
+                    on_row(rows[-1])
+    return {"export": str(export_dir), "model": record.get("model"), "input_size": record["input_size"],
+            "device": device, "threads": threads, "iters": iters, "results": rows, "notes": []}
