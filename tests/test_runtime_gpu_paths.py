@@ -29,6 +29,7 @@ from sepgzoo.deploy.ort_runtime import OnnxEmbedder, ort_cache_prefix, ort_tenso
 from sepgzoo.deploy.tensorrt_build import build_engines
 from sepgzoo.deploy.tensorrt_platform import ENGINE_FORMAT, TensorRTUnavailable, sidecar_path, tensorrt_missing
 from sepgzoo.deploy.tensorrt_runtime import TensorRTEmbedder
+from sepgzoo.errors import UserError
 from sepgzoo.utils.hashing import sha256_file
 
 H, W = 64, 32
@@ -315,11 +316,17 @@ D = 8  # the fake engine's embedding size
 class FakeContext:
     """Embeds image i as its first D pixel bytes plus 0.5, enqueued on the stream like a real kernel."""
 
+    max_batch = 4
+
     def __init__(self, cudart):
         self.cudart, self.addresses, self.shape = cudart, {}, None
 
     def set_input_shape(self, name, shape):
+        """As TensorRT's: False for a shape outside the engine's profile (batch above `max_batch`)."""
+        if shape[0] > self.max_batch:
+            return False
         self.shape = tuple(shape)
+        return True
 
     def set_tensor_address(self, name, ptr):
         self.addresses[name] = ptr
@@ -392,6 +399,12 @@ def test_tensorrt_runner_results_pinned_copies_and_frees(cudart, tmp_path):
     assert _allocations_balanced(cudart)
     model.close()  # idempotent: nothing is freed twice
     assert cudart.count("free") == 4 and cudart.count("freeHost") == 4 and cudart.count("streamDestroy") == 1
+
+
+def test_tensorrt_runner_refuses_a_shape_its_profile_does_not_allow(cudart, tmp_path):
+    with TensorRTEmbedder(_engine(tmp_path)) as model:
+        with pytest.raises(UserError, match=r"cannot take a batch of shape \[5, 4, 2, 3\]: its profile allows 1\.\.4"):
+            model._run(np.zeros((5, 4, 2, 3), np.uint8))  # embed() splits batches; the engine call itself checks
 
 
 def test_cuda_buffers_are_freed_when_collected(cudart):
