@@ -148,7 +148,7 @@ def _export_int8(output: Path, count: int, seed: int, overrides: tuple[str, ...]
 
     record = export_int8(output, count, seed, overrides)
     gate = record["int8_gate"]["metrics_percent"]
-    for precision in ("int8", "int8-cpu"):
+    for precision in (p for p in gate if p != "fp32"):
         for setting, values in gate[precision].items():
             fp32 = gate["fp32"][setting]
             click.echo(f"{precision} {setting}: R1 {values['rank1']:.2f} (fp32 {fp32['rank1']:.2f}), "

@@ -190,12 +190,10 @@ def bench_export(export_dir: str | Path, batches: tuple[int, ...], device: str =
     """Images/s of an export's own artifacts, each precision it holds (fp32, fp16, int8, int8-cpu) through ONNX
     Runtime on `device`, and its checked TensorRT engines, both modalities, opened as a deployment opens them
     (`open_model`: only what passed its checks). Torch-free. Batches above an artifact's max batch are left out."""
-    import statistics
-    import time
-
     from sepgzoo.deploy.contract import read_export_json
     from sepgzoo.deploy.runtime import open_model
     from sepgzoo.deploy.tensorrt_platform import engine_filename
+    from sepgzoo.utils.timing import median_seconds
 
     record = read_export_json(export_dir)
     rng = np.random.default_rng(0)
@@ -209,14 +207,7 @@ def bench_export(export_dir: str | Path, batches: tuple[int, ...], device: str =
                                threads=threads)
             for batch in (b for b in batches if b <= model.max_batch):
                 images = rng.integers(0, 256, size=(batch, *model.input_size, 3), dtype=np.uint8)
-                for _ in range(warmup):
-                    model.embed(images)
-                times = []
-                for _ in range(iters):
-                    start = time.perf_counter()
-                    model.embed(images)
-                    times.append(time.perf_counter() - start)
-                seconds = statistics.median(times)
+                seconds = median_seconds(lambda: model.embed(images), iters, warmup)  # embed returns host arrays
                 rows.append({"backend": f"{backend} {precision}", "modality": modality, "device": model.provider,
                              "batch": batch, "images_per_s": batch / seconds, "ms_per_batch": 1000 * seconds,
                              "seg_share": None})

@@ -91,12 +91,10 @@ def _only_consumer(graph, tensor: str, op_type: str):
 
 def check_float_parity(uint8_graph: Path, float_graph: Path, images: np.ndarray) -> float:
     """Largest absolute difference between the two graphs' embeddings of the same pixels (uint8 [N, H, W, 3])."""
-    import onnxruntime as ort
+    from sepgzoo.deploy.ort_runtime import run_on_cpu
 
-    run = lambda path, x: ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(  # noqa: E731
-        None, {"images": x})[0]
-    expected = run(uint8_graph, images)
-    got = run(float_graph, images.transpose(0, 3, 1, 2).astype(np.float32))
+    expected = run_on_cpu(uint8_graph, images)
+    got = run_on_cpu(float_graph, images.transpose(0, 3, 1, 2).astype(np.float32))
     return float(np.abs(expected - got).max())
 
 

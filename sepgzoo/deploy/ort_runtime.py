@@ -39,6 +39,15 @@ def onnx_metadata(session) -> dict[str, Any]:
     return decode_metadata(session.get_modelmeta().custom_metadata_map.items())
 
 
+def run_on_cpu(graph: str | Path, inputs: np.ndarray) -> np.ndarray:
+    """The graph's output for `inputs` fed to its `images` input on ONNX Runtime's CPU provider, no check and no
+    batching: how a newly made graph (a float-input or INT8 variant) is compared with the graph it came from."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+    return session.run(None, {INPUT_NAME: inputs})[0]
+
+
 def ort_tensorrt_options(metadata: dict[str, Any], cache_dir: str | Path, cache_prefix: str) -> dict[str, str]:
     """Options for ONNX Runtime's TensorrtExecutionProvider on an exported graph (values as ORT reads them).
 

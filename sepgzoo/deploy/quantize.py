@@ -83,11 +83,9 @@ INT8_PARITY_COSINE = 0.95
 
 def int8_parity(fp32_graph: Path, int8_graph: Path, images: np.ndarray) -> dict[str, Any]:
     """The INT8 graph against the fp32 graph on the same images (ONNX Runtime CPU), as a parity record."""
-    import onnxruntime as ort
+    from sepgzoo.deploy.ort_runtime import run_on_cpu
 
-    run = lambda path: ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(  # noqa: E731
-        None, {"images": images})[0]
-    cosine = float((run(fp32_graph) * run(int8_graph)).sum(axis=1).min())
+    cosine = float((run_on_cpu(fp32_graph, images) * run_on_cpu(int8_graph, images)).sum(axis=1).min())
     return {"reference": "onnxruntime-cpu fp32 graph", "min_cosine": {str(len(images)): cosine},
             "threshold": INT8_PARITY_COSINE, "passed": cosine >= INT8_PARITY_COSINE}
 

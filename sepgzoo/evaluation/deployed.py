@@ -11,10 +11,9 @@ from typing import Any
 import numpy as np
 
 from sepgzoo.config import recipe_from_dict
-from sepgzoo.data.datasets import Sample
 from sepgzoo.deploy.contract import EXPORT_JSON, read_export_json
 from sepgzoo.errors import UserError
-from sepgzoo.evaluation.scoring import evaluate_features
+from sepgzoo.evaluation.scoring import FeatureCache, evaluate_features
 from sepgzoo.version import __version__
 
 #: `--device` of `eval --model` -> (runtime backend, ONNX Runtime providers)
@@ -22,35 +21,15 @@ DEVICES = {"cpu": ("onnxruntime", "cpu"), "cuda": ("onnxruntime", "cuda"), "tens
 PRECISIONS = ("fp32", "fp16", "int8", "int8-cpu")
 
 
-class DeployedFeatures:
-    """`(samples, modality) -> embeddings` from an export's graphs or engines; each (modality, image) once."""
+def open_deployed(export_dir: str | Path, precision: str = "fp32", device: str = "cpu") -> dict[str, Any]:
+    """Both modalities of an export as a deployment opens them (`open_model`: only what passed its checks)."""
+    from sepgzoo.deploy.runtime import open_model
 
-    def __init__(self, export_dir: str | Path, precision: str = "fp32", device: str = "cpu",
-                 batch_size: int = 64) -> None:
-        from sepgzoo.deploy.runtime import open_model
-
-        if device not in DEVICES:
-            raise UserError(f"--device {device!r} for an export: expected one of {list(DEVICES)}")
-        backend, providers = DEVICES[device]
-        self.batch_size = batch_size
-        self.rows: dict[tuple[str, str], np.ndarray] = {}
-        self.models = {modality: open_model(export_dir, modality, backend=backend, providers=providers,
-                                            precision=precision)
-                       for modality in ("visible", "infrared")}
-
-    def __call__(self, samples: list[Sample], modality: str) -> np.ndarray:
-        missing = list(dict.fromkeys(s.path for s in samples if (modality, s.path) not in self.rows))
-        if missing:
-            embedded = self.models[modality].embed_paths(missing, self.batch_size)
-            self.rows.update({(modality, path): row for path, row in zip(missing, embedded)})
-        dim = self.models[modality].embedding_dim
-        rows = [self.rows[(modality, s.path)] for s in samples]
-        return np.stack(rows) if rows else np.zeros((0, dim), np.float32)
-
-    @property
-    def providers(self) -> dict[str, str]:
-        """Where each modality really ran (a CUDA request that fell back to the CPU says so)."""
-        return {modality: model.provider for modality, model in self.models.items()}
+    if device not in DEVICES:
+        raise UserError(f"--device {device!r} for an export: expected one of {list(DEVICES)}")
+    backend, providers = DEVICES[device]
+    return {modality: open_model(export_dir, modality, backend=backend, providers=providers, precision=precision)
+            for modality in ("visible", "infrared")}
 
 
 def evaluate_export(export_dir: str | Path, overrides: list[str] | tuple[str, ...] = (), precision: str = "fp32",
@@ -71,13 +50,15 @@ def evaluate_export(export_dir: str | Path, overrides: list[str] | tuple[str, ..
     if recipe.eval.flip:
         raise UserError("eval.flip = true: a deployed graph embeds each image once (no flip TTA); evaluate the "
                         "export with eval.flip=false, or the checkpoint with flip")
-    features = DeployedFeatures(export_dir, precision, device, recipe.eval.batch_size)
-    results = evaluate_features(features, recipe, plots)
+    models = open_deployed(export_dir, precision, device)
+    batch = recipe.eval.batch_size
+    embed = lambda samples, modality: models[modality].embed_paths([s.path for s in samples], batch)  # noqa: E731
+    results = evaluate_features(FeatureCache(embed), recipe, plots)
     files = {modality: record["files"][modality][precision] for modality in ("visible", "infrared")}
     return {"model": record.get("model"), "epoch": None, "selection": "deployed artifact",
             "dataset": recipe.data.dataset, "flip_tta": False, "weights_sha256": record.get("weights_sha256"),
             "artifact": {"export": str(export_dir), "precision": precision, "device": device,
-                         "runtime": features.providers, "files": files,
+                         "runtime": {modality: model.provider for modality, model in models.items()}, "files": files,
                          "sha256": {m: record.get("sha256", {}).get(name) for m, name in files.items()}},
             "overrides": list(overrides), "results": results, "versions": {"sepgzoo": __version__}}
 

@@ -11,9 +11,9 @@ from sepgzoo.config import Recipe, recipe_from_dict
 from sepgzoo.data.datasets import INFRARED, VISIBLE, Sample
 from sepgzoo.data.registry import get_dataset
 from sepgzoo.errors import UserError
-from sepgzoo.evaluation.features import FeatureCache, extract_features
+from sepgzoo.evaluation.features import extract_features
 from sepgzoo.evaluation.metrics import evaluate, feature_distance
-from sepgzoo.evaluation.scoring import evaluate_features, evaluation_report
+from sepgzoo.evaluation.scoring import FeatureCache, evaluate_features, evaluation_report
 from sepgzoo.hub.checkpoint import load_model, read_meta, resolve_model_files
 
 
@@ -21,9 +21,11 @@ def evaluate_model(model: torch.nn.Module, recipe: Recipe, device: torch.device 
                    plots: str | Path | None = None, dataset=None) -> dict[str, Any]:
     """Every protocol setting of the recipe on its test data, features from the PyTorch `model`; results keyed by
     protocol name. See `evaluate_features`."""
-    features = FeatureCache(model, recipe.eval.batch_size, device, recipe.eval.flip, recipe.data.cache,
-                            recipe.data.workers)
-    return evaluate_features(features, recipe, plots, dataset)
+    def embed(samples: list[Sample], modality: str) -> np.ndarray:
+        return extract_features(model, samples, modality, recipe.eval.batch_size, device, recipe.eval.flip,
+                                workers=recipe.data.workers, cached=recipe.data.cache)
+
+    return evaluate_features(FeatureCache(embed), recipe, plots, dataset)
 
 
 def evaluate_validation(model: torch.nn.Module, samples: list[Sample], recipe: Recipe, device) -> dict[str, float]:

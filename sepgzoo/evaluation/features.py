@@ -41,20 +41,3 @@ def extract_features(model: torch.nn.Module, samples: list[Sample], modality: st
                 emb = join_parts(both.view(len(both), model.parts, -1).transpose(0, 1))
             features.append(emb.float().cpu().numpy())
     return np.concatenate(features) if features else np.zeros((0, model.num_features), np.float32)
-
-
-class FeatureCache:
-    """Extracts each (modality, image) once, however many protocols use it."""
-
-    def __init__(self, model, batch_size: int, device, flip: bool, cached: bool = False, workers: int = 0) -> None:
-        self.model, self.batch_size, self.device, self.flip = model, batch_size, device, flip
-        self.cached, self.workers = cached, workers
-        self.rows: dict[tuple[str, str], np.ndarray] = {}
-
-    def __call__(self, samples: list[Sample], modality: str) -> np.ndarray:
-        missing = list(dict.fromkeys(s for s in samples if (modality, s.path) not in self.rows))
-        if missing:
-            feats = extract_features(self.model, missing, modality, self.batch_size, self.device, self.flip,
-                                     workers=self.workers, cached=self.cached)
-            self.rows.update({(modality, s.path): f for s, f in zip(missing, feats)})
-        return np.stack([self.rows[(modality, s.path)] for s in samples])

@@ -40,13 +40,29 @@ def build_protocols(recipe: Recipe, dataset) -> list[Protocol]:
     return protocols
 
 
+class FeatureCache:
+    """`(samples, modality) -> [N, D]` features, each (modality, image) embedded once by `embed`, however many
+    protocols use it. `embed(samples, modality)` is a PyTorch model's extraction (`evaluate.py`) or a deployed
+    artifact's runtime (`deployed.py`)."""
+
+    def __init__(self, embed: Callable[[list[Sample], str], np.ndarray]) -> None:
+        self.embed = embed
+        self.rows: dict[tuple[str, str], np.ndarray] = {}
+
+    def __call__(self, samples: list[Sample], modality: str) -> np.ndarray:
+        missing = list(dict.fromkeys(s for s in samples if (modality, s.path) not in self.rows))
+        if missing:
+            self.rows.update({(modality, s.path): f for s, f in zip(missing, self.embed(missing, modality))})
+        return np.stack([self.rows[(modality, s.path)] for s in samples])
+
+
 def evaluate_features(features: Callable[[list[Sample], str], np.ndarray], recipe: Recipe,
                       plots: str | Path | None = None, dataset=None) -> dict[str, Any]:
     """Every protocol setting of the recipe on its test data; results keyed by protocol name.
 
     Args:
-        features: `(samples, modality) -> [N, D]` unit-norm embeddings, each (modality, image) computed once: a
-            PyTorch model (`FeatureCache`) or a deployed artifact (`sepgzoo.evaluation.deployed`).
+        features: `(samples, modality) -> [N, D]` unit-norm embeddings, a `FeatureCache` over a PyTorch model
+            (`evaluate.py`) or a deployed artifact (`deployed.py`).
         recipe: whose data set and `eval` section define the protocols.
         plots: a folder for the CMC curves and a t-SNE of the first setting's trial-0 embeddings.
         dataset: the parsed data set when the caller already holds it (opened from the recipe otherwise).

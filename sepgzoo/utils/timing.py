@@ -1,14 +1,21 @@
-"""Wall-clock timing that waits for CUDA work: the median helper every benchmark uses."""
+"""Wall-clock timing that waits for CUDA work: the median helper every benchmark uses. Imports PyTorch only to
+wait for a CUDA device, so torch-free benchmarks (an export's artifacts) time with it too."""
+
+from __future__ import annotations
 
 import statistics
 import time
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def sync_device(device: torch.device | None) -> None:
     """Wait for the device's queued work (CUDA); a no-op elsewhere."""
     if device is not None and device.type == "cuda":
+        import torch
+
         torch.cuda.synchronize(device)
 
 
