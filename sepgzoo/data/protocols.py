@@ -109,16 +109,17 @@ def check_choice(key: str, value: str, allowed) -> None:
         raise UserError(f"{key}={value!r} is not valid; expected one of {list(allowed)}")
 
 
-#: the eval keys only SYSU-MM01 (and data in its layout) reads, with the defaults of `sepgzoo.config.EvalCfg`
-SYSU_ONLY_EVAL_KEYS = {"mode": "both", "shot": "single", "sampler": "agw"}
+#: the eval keys only SYSU-MM01 (and data in its layout) reads
+SYSU_ONLY_EVAL_KEYS = ("mode", "shot", "sampler")
 
 
 def refuse_sysu_only_keys(eval_cfg, title: str) -> None:
-    """A data set evaluated by direction (RegDB, LLCM) refuses a SYSU-only eval key set away from its default, which
-    it would otherwise silently ignore."""
-    for key, default in SYSU_ONLY_EVAL_KEYS.items():
+    """A data set evaluated by direction (RegDB, LLCM) refuses a SYSU-only eval key set away from its default (the
+    `eval` section's own dataclass default), which it would otherwise silently ignore."""
+    defaults = type(eval_cfg)()
+    for key in SYSU_ONLY_EVAL_KEYS:
         value = getattr(eval_cfg, key)
-        if value != default:
+        if value != getattr(defaults, key):
             raise UserError(f"eval.{key} = {value!r} applies to SYSU-MM01 only; {title} is evaluated by "
                             f"eval.direction (v2i, i2v or both)")
 

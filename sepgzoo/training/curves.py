@@ -7,6 +7,7 @@ from sepgzoo.errors import UserError
 from sepgzoo.training.runs import CsvLog
 
 LOG_NAME = "log.csv"
+CURVES_NAME = "curves.png"
 
 
 def find_log(run: str | Path) -> Path:
@@ -38,4 +39,4 @@ def plot_run_curves(run: str | Path, out: str | Path | None = None) -> Path:
 
     log = find_log(run)
     rows = read_log(log)
-    return training_curves(rows, Path(out) if out else log.parent / "curves.png", title=log.parent.name)
+    return training_curves(rows, Path(out) if out else log.parent / CURVES_NAME, title=log.parent.name)

@@ -2,7 +2,6 @@
 set-up on a few test images, and the plan (model, data, schedule, time estimate, output); writes nothing."""
 
 import dataclasses
-import statistics
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +12,17 @@ from sepgzoo.config import Recipe
 from sepgzoo.data.protocols import Protocol
 from sepgzoo.data.sources import dataset_root
 from sepgzoo.evaluation.features import extract_features
+from sepgzoo.hub.layout import META_NAME, TRAINING_RECORD, WEIGHTS_NAME
+from sepgzoo.training.curves import CURVES_NAME, LOG_NAME
 from sepgzoo.training.distributed import DistInfo
 from sepgzoo.training.engine import Trainer
 from sepgzoo.training.preflight import check_inputs
-from sepgzoo.training.runs import check_new_run_dir, run_dir_path, seed_everything
+from sepgzoo.training.runs import STATE_NAME, check_new_run_dir, run_dir_path, seed_everything
 from sepgzoo.utils.device import resolve_device
-from sepgzoo.utils.timing import timed
+from sepgzoo.utils.timing import median_seconds, timed
 
 #: what a run folder holds when training ends (docs/training.md)
-RUN_FILES = ("recipe.yaml", "last.pt", "model.safetensors", "model.json", "log.csv", "curves.png", "metrics.json")
+RUN_FILES = ("recipe.yaml", STATE_NAME, WEIGHTS_NAME, META_NAME, LOG_NAME, CURVES_NAME, TRAINING_RECORD)
 
 
 def dry_run(recipe: Recipe, output: str | Path | None = None, steps: int = 2, eval_images: int = 4) -> dict[str, Any]:
@@ -44,8 +45,7 @@ def dry_run(recipe: Recipe, output: str | Path | None = None, steps: int = 2, ev
     seed_everything(recipe.train.seed)
     trainer = Trainer(recipe, None, DistInfo(), device, dataset=checked.dataset)
     decode_seconds, batch = _first_batch(trainer.loader)
-    step_seconds = [timed(lambda: trainer.train_step(*batch), device) for _ in range(steps + 1)][1:]
-    per_step = statistics.median(step_seconds)
+    per_step = median_seconds(lambda: trainer.train_step(*batch), steps, warmup=1, device=device)
     batches = len(trainer.loader)
     epochs = recipe.train.epochs
     return {

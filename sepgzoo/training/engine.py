@@ -17,6 +17,7 @@ from sepgzoo.hub.checkpoint import WEIGHTS_NAME, save_model
 from sepgzoo.models.sepg import TrainOutput
 from sepgzoo.performance import compile_model, memory_format
 from sepgzoo.training.build import build_model, build_train_loader, num_classes, split_validation
+from sepgzoo.training.curves import LOG_NAME
 from sepgzoo.training.diagnostics import TrunkOutput, classifier_fit, trunk_gradient_norms, uniform_cross_entropy
 from sepgzoo.training.distributed import DistInfo, barrier, cleanup, init_distributed
 from sepgzoo.training.losses import sepg_loss
@@ -188,7 +189,7 @@ class Trainer:
         self.run_dir = run_dir
         if not self.dist.is_main:
             return
-        self.log = CsvLog(run_dir / "log.csv")
+        self.log = CsvLog(run_dir / LOG_NAME)
         self.log.rows = [row for row in self.log.rows if int(row["epoch"]) <= self.start_epoch]  # 1-based epochs
         self.tensorboard = _tensorboard_writer(run_dir)
 
