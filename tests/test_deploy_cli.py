@@ -177,10 +177,10 @@ def test_bench_infer_torch_smoke():
 @pytest.mark.trt
 @requires_trt
 def test_tensorrt_engines_build_and_match_onnxruntime(export_dir):
-    engines = trt_build.build_engines(export_dir, fp16=False, max_batch=MAX_BATCH)
+    engines = trt_build.build_engines(export_dir, "fp32", max_batch=MAX_BATCH)
     for modality, info in engines.items():
         assert info["parity"]["passed"], info
         model = TensorRTEmbedder(export_dir / info["engine"])
         assert model.modality.value == modality and model.max_batch == MAX_BATCH
-    fp16 = trt_build.build_engines(export_dir, fp16=True, max_batch=MAX_BATCH)
+    fp16 = trt_build.build_engines(export_dir, "fp16", max_batch=MAX_BATCH)
     assert all(info["parity"]["passed"] for info in fp16.values())

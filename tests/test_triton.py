@@ -60,3 +60,20 @@ def test_only_an_earlier_repository_is_replaced(export_dir, tmp_path):
     write_triton_repository(export_dir, tmp_path / "repo")
     write_triton_repository(export_dir, tmp_path / "repo", name="reid")  # an earlier repository: replaced whole
     assert {p.name for p in (tmp_path / "repo").iterdir()} == {REPOSITORY_MARKER, "reid_infrared", "reid_visible"}
+
+
+def test_checked_engines_of_every_precision_become_plan_models(export_dir, tmp_path):
+    from sepgzoo.deploy.tensorrt_platform import ENGINE_FORMAT, sidecar_path
+    from sepgzoo.utils.hashing import sha256_file
+
+    export = Path(shutil.copytree(export_dir, tmp_path / "export"))
+    for name in ("visible.plan", "visible_int8.plan"):
+        (export / name).write_bytes(f"checked {name}".encode())
+        sidecar_path(export / name).write_text(json.dumps({
+            "format": ENGINE_FORMAT, "parity": {"threshold": 0.95, "min_cosine": {"1": 0.99}, "passed": True},
+            "engine_sha256": sha256_file(export / name)}))
+    models = write_triton_repository(export, tmp_path / "repo")
+    assert models == ["sepg_visible", "sepg_visible_trt", "sepg_visible_trt_int8", "sepg_infrared"]
+    config = parse(tmp_path / "repo" / "sepg_visible_trt_int8" / "config.pbtxt")
+    assert config.platform == "tensorrt_plan" and config.name == "sepg_visible_trt_int8"
+    assert (tmp_path / "repo" / "sepg_visible_trt_int8" / "1" / "model.plan").read_bytes() == b"checked visible_int8.plan"

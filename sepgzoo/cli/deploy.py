@@ -82,7 +82,8 @@ def _default_output(checkpoint: Path, meta: dict[str, Any]) -> Path:
               help="Run directory, model.safetensors or model.json.")
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Export directory [default: <checkpoint dir>/export; with --weights: ./<name>-export].")
-@click.option("--trt", is_flag=True, help="Also build TensorRT engines (or print the trtexec commands).")
+@click.option("--trt", is_flag=True, help="Also build TensorRT engines of each precision written: fp32, or the fp16 "
+                                         "and int8 ones with --fp16 / --int8 (or print the trtexec commands).")
 @click.option("--fp16", is_flag=True, help="Also write fp16 graphs (SEG and the L2 norm stay fp32); fp16 engines.")
 @click.option("--max-batch", type=click.IntRange(min=1), default=32, show_default=True,
               help="Largest batch: parity check and TensorRT profile maximum.")
@@ -132,15 +133,25 @@ def export(checkpoint: Path | None, output: Path | None, trt: bool, fp16: bool, 
         click.echo(f"{write_deepstream(output, parity_images(8, tuple(record['input_size'])))}: float NCHW graphs "
                    "(equal to the uint8 graphs to 1e-5), nvinfer and tracker configs")
     if trt:
-        engines = build_engines(output, fp16=fp16, max_batch=max_batch, opt_batch=opt_batch)
-        for modality, info in engines.items():
-            click.echo(f"{output / info['engine']}: TensorRT {info['tensorrt_version']} on {info['gpu_name']}, "
-                       f"parity vs ONNX Runtime min cosine {min(info['parity']['min_cosine'].values()):.6f}")
+        for precision in engine_precisions(fp16, int8):
+            _echo_engines(output, build_engines(output, precision, max_batch=max_batch, opt_batch=opt_batch))
     if triton_repo is not None:
         from sepgzoo.deploy.triton import write_triton_repository
 
         models = write_triton_repository(output, triton_repo)
         click.echo(f"{triton_repo}: Triton model repository ({', '.join(models)})")
+
+
+def engine_precisions(fp16: bool, int8: bool) -> list[str]:
+    """The engines `--trt` builds: one per lower precision asked for, else fp32."""
+    return [p for p, asked in (("fp16", fp16), ("int8", int8)) if asked] or ["fp32"]
+
+
+def _echo_engines(export_dir: Path, engines: dict[str, Any]) -> None:
+    for info in engines.values():
+        click.echo(f"{export_dir / info['engine']}: TensorRT {info['tensorrt_version']} {info['precision']} on "
+                   f"{info['gpu_name']}, parity vs ONNX Runtime fp32 min cosine "
+                   f"{min(info['parity']['min_cosine'].values()):.6f} (>= {info['parity']['threshold']})")
 
 
 def _export_int8(output: Path, count: int, seed: int, overrides: tuple[str, ...]) -> None:
@@ -162,18 +173,18 @@ def engine() -> None:
 
 @engine.command("build")
 @click.argument("export_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--fp16", is_flag=True, help="Build from the fp16 graphs (export with --fp16).")
+@click.option("--fp16", "precision", flag_value="fp16", help="Build from the fp16 graphs (export with --fp16).")
+@click.option("--int8", "precision", flag_value="int8",
+              help="Build from the symmetric INT8 Q/DQ graphs (export with --int8): explicit quantization.")
 @click.option("--max-batch", type=click.IntRange(min=1), default=None, help="Profile maximum [the export's].")
 @click.option("--opt-batch", type=click.IntRange(min=1), default=None,
               help="Batch TensorRT tunes for [default: max-batch / 2, at most 16].")
-def engine_build(export_dir: Path, fp16: bool, max_batch: int | None, opt_batch: int | None) -> None:
-    """Build and check one engine per modality in EXPORT_DIR; without TensorRT, write the trtexec script and say so."""
+def engine_build(export_dir: Path, precision: str | None, max_batch: int | None, opt_batch: int | None) -> None:
+    """Build and check one engine per modality in EXPORT_DIR (fp32 unless --fp16 or --int8); without TensorRT, write
+    the trtexec script and say so."""
     from sepgzoo.deploy.tensorrt_build import build_engines
 
-    engines = build_engines(export_dir, fp16=fp16, max_batch=max_batch, opt_batch=opt_batch)
-    for info in engines.values():
-        click.echo(f"{export_dir / info['engine']}: TensorRT {info['tensorrt_version']} on {info['gpu_name']}, "
-                   f"parity vs ONNX Runtime min cosine {min(info['parity']['min_cosine'].values()):.6f}")
+    _echo_engines(export_dir, build_engines(export_dir, precision or "fp32", max_batch=max_batch, opt_batch=opt_batch))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -192,7 +192,7 @@ def bench_export(export_dir: str | Path, batches: tuple[int, ...], device: str =
     (`open_model`: only what passed its checks). Torch-free. Batches above an artifact's max batch are left out."""
     from sepgzoo.deploy.contract import read_export_json
     from sepgzoo.deploy.runtime import open_model
-    from sepgzoo.deploy.tensorrt_platform import engine_filename
+    from sepgzoo.deploy.tensorrt_platform import ENGINE_PRECISIONS, engine_filename
     from sepgzoo.utils.timing import median_seconds
 
     record = read_export_json(export_dir)
@@ -200,7 +200,7 @@ def bench_export(export_dir: str | Path, batches: tuple[int, ...], device: str =
     rows: list[dict[str, Any]] = []
     for modality, files in record["files"].items():
         targets = [("onnxruntime", precision) for precision in files]
-        engines = [p for p in ("fp32", "fp16") if (Path(export_dir) / engine_filename(modality, p == "fp16")).is_file()]
+        engines = [p for p in ENGINE_PRECISIONS if (Path(export_dir) / engine_filename(modality, p)).is_file()]
         targets += [("tensorrt", precision) for precision in engines]
         for backend, precision in targets:
             model = open_model(export_dir, modality, backend=backend, providers=device, precision=precision,

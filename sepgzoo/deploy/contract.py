@@ -25,8 +25,11 @@ INPUT_NAME = "images"
 OUTPUT_NAME = "embeddings"
 ENGINE_SUFFIXES = (".plan", ".engine", ".trt")
 METADATA_PREFIX = "sepgzoo."
-#: minimum cosine between a deployed backend and its reference, per precision
-PARITY_COSINE = {"fp32": 0.9999, "fp16": 0.999}
+#: minimum per-image cosine between a deployed backend and its fp32 reference, per precision. For INT8 it checks
+#: that the graph or engine is wired right (a broken one lands near 0), not its accuracy, which `eval --model` gates
+#: on the test split. Measured for INT8: 0.9999 on sepg_resnet50 (benchmarks/results/int8-cpu), 0.98 on the 64 x 32
+#: test model calibrated on 16 images.
+PARITY_COSINE = {"fp32": 0.9999, "fp16": 0.999, "int8": 0.95}
 
 
 def default_opt_batch(max_batch: int) -> int:

@@ -75,19 +75,15 @@ def quantization_record(images: dict[str, int], seed: int) -> dict[str, Any]:
                          "int8-cpu": "uint8 activations, int8 symmetric weights (ONNX Runtime x86)"}}
 
 
-#: per-image cosine of an INT8 graph to the fp32 graph on the parity images: a check that the graph is wired right
-#: (a broken one lands near 0), not of its accuracy, which `eval --model` gates on the test split. Measured: 0.9999 on
-#: sepg_resnet50 (benchmarks/results/int8-cpu), 0.98 on the 64 x 32 test model calibrated on 16 images.
-INT8_PARITY_COSINE = 0.95
-
-
 def int8_parity(fp32_graph: Path, int8_graph: Path, images: np.ndarray) -> dict[str, Any]:
     """The INT8 graph against the fp32 graph on the same images (ONNX Runtime CPU), as a parity record."""
+    from sepgzoo.deploy.contract import PARITY_COSINE
     from sepgzoo.deploy.ort_runtime import run_on_cpu
 
+    threshold = PARITY_COSINE["int8"]
     cosine = float((run_on_cpu(fp32_graph, images) * run_on_cpu(int8_graph, images)).sum(axis=1).min())
     return {"reference": "onnxruntime-cpu fp32 graph", "min_cosine": {str(len(images)): cosine},
-            "threshold": INT8_PARITY_COSINE, "passed": cosine >= INT8_PARITY_COSINE}
+            "threshold": threshold, "passed": cosine >= threshold}
 
 
 def _label_graph(path: Path, flavour: str, parity: dict[str, Any], quantization: dict[str, Any]) -> None:
@@ -150,7 +146,7 @@ def add_int8(export_dir: str | Path, calibration: dict[str, np.ndarray], seed: i
                 parity = int8_parity(fp32, staging / name, images)
                 if not parity["passed"]:
                     raise UserError(f"{name}: min cosine {parity['min_cosine']} to the fp32 graph is below "
-                                    f"{INT8_PARITY_COSINE}; the export is left as it was")
+                                    f"{parity['threshold']}; the export is left as it was")
                 _label_graph(staging / name, flavour, parity, quantization)
                 record["files"][modality][flavour] = name
                 record.setdefault("parity", {}).setdefault(modality, {})[flavour] = parity

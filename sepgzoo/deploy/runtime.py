@@ -28,6 +28,7 @@ from sepgzoo.deploy.contract import (
     read_export_json,
 )
 from sepgzoo.deploy.ort_runtime import OnnxEmbedder
+from sepgzoo.deploy.tensorrt_platform import engine_filename
 from sepgzoo.errors import UserError
 from sepgzoo.modality import Modality, as_modality
 from sepgzoo.utils.hashing import sha256_file
@@ -55,9 +56,9 @@ def _file_in_export(directory: Path, modality: Modality, precision: str, backend
         hint = {"fp16": " (export again with --fp16)", "int8": " (export again with --int8)",
                 "int8-cpu": " (export again with --int8)"}.get(precision, "")
         raise UserError(f"{where} lists no {precision} graph for {modality.value}{hint}") from None
-    graph = directory / name
     if backend == "tensorrt":
-        return graph.with_suffix(".plan")
+        return directory / engine_filename(modality, precision)
+    graph = directory / name
     key = f"parity.{modality.value}.{precision}"
     parity = record.get("parity", {}).get(modality.value, {}).get(precision)
     if not passed_check(parity):
@@ -81,7 +82,7 @@ def open_model(path: str | Path, modality: str | Modality | None = None, backend
     Args:
         path: an export directory (with `export.json`), an `.onnx` file, or a TensorRT engine (`.plan`).
         modality: required for a directory; checked against the file's metadata otherwise.
-        backend: "onnxruntime" or "tensorrt" (for a directory: use `<modality>[_fp16].plan` there).
+        backend: "onnxruntime" or "tensorrt" (for a directory: use `<modality>[_fp16|_int8].plan` there).
         providers: ONNX Runtime providers or a device word ("cpu", "cuda", "tensorrt").
         fp16: for a directory, pick the fp16 variant (the same as precision="fp16").
         threads: ONNX Runtime intra-op threads.

@@ -12,9 +12,11 @@ engines on the target (a Jetson builds its own) for the target's own TensorRT ap
 sidecar, so sepgzoo's runtime refuses them. Torch-free, like `sepgzoo.deploy.runtime`: `build_engines(export_dir)`
 runs on a target without PyTorch.
 
-FP16: the fp16 ONNX (network in fp16, SEG and the final L2 norm in fp32) built as a *strongly typed*
-network, on TensorRT 10 and 11 alike. The TensorRT 10 weak-typing FP16 flag is not used: it lets
-TensorRT pick fp16 for any layer, SEG's MatMul-DFT included, and TensorRT 11 removed it (docs/deploy.md 4).
+Precision is in the graph, never in a builder flag. FP16: the fp16 ONNX (network in fp16, SEG and the final L2 norm
+in fp32); INT8: the symmetric Q/DQ ONNX of `export --int8` (explicit quantization: convolutions in int8, SEG, the
+pooling and the normalisation in float). Both are built as *strongly typed* networks, on TensorRT 10 and 11 alike,
+as NVIDIA's explicit-quantization guide asks. The TensorRT 10 weak-typing FP16/INT8 flags are not used: they let
+TensorRT pick a lower precision for any layer, SEG's MatMul-DFT included, and TensorRT 11 removed them.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from sepgzoo.deploy.ort_runtime import OnnxEmbedder
 from sepgzoo.deploy.tensorrt_platform import (
     ENGINE_FORMAT,
     TensorRTUnavailable,
+    check_engine_precision,
     current_platform,
     engine_filename,
     sidecar_path,
@@ -71,13 +74,14 @@ TIMING_CACHE = "timing.cache"
 
 
 def trtexec_command(onnx_path: str | Path, engine_path: str | Path, input_size: tuple[int, int], max_batch: int,
-                    opt_batch: int | None = None, fp16: bool = False,
+                    opt_batch: int | None = None, precision: str = "fp32",
                     workspace_mib: int = DEFAULT_WORKSPACE_MIB, timing_cache: str | Path = TIMING_CACHE) -> list[str]:
     """The trtexec argument list that builds one engine with a min 1 / opt / max batch profile.
 
     Valid on TensorRT 10.x and 11.x. `--noTF32`: TF32 MatMuls (on by default on Ampere and later) would
-    round SEG's DFT to a 10-bit mantissa. For fp16 pass the fp16 ONNX: `--stronglyTyped` makes TensorRT 10
-    keep its fp32 islands (SEG, L2 norm); on 11.x networks are always strongly typed and the flag is a no-op.
+    round SEG's DFT to a 10-bit mantissa. For fp16 pass the fp16 ONNX, for int8 the Q/DQ ONNX: `--stronglyTyped`
+    makes TensorRT 10 keep the graph's own types (fp32 islands, int8 only between Q/DQ pairs); on 11.x networks are
+    always strongly typed and the flag is a no-op.
 
     Example:
         >>> " ".join(trtexec_command("visible.onnx", "visible.plan", (288, 144), 32))
@@ -93,22 +97,26 @@ def trtexec_command(onnx_path: str | Path, engine_path: str | Path, input_size: 
     command = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={engine_path}", f"--minShapes={shape(1)}",
                f"--optShapes={shape(opt)}", f"--maxShapes={shape(max_batch)}",
                f"--memPoolSize=workspace:{workspace_mib}", "--noTF32", f"--timingCacheFile={timing_cache}"]
-    if fp16:
+    if strongly_typed(precision):
         command.append("--stronglyTyped")
     return command
 
 
-def trtexec_commands(export_dir: str | Path, fp16: bool = False, max_batch: int | None = None,
+def strongly_typed(precision: str) -> bool:
+    """Whether the engine of this precision is built as a strongly typed network (the graph carries its types)."""
+    return check_engine_precision(precision) != "fp32"
+
+
+def trtexec_commands(export_dir: str | Path, precision: str = "fp32", max_batch: int | None = None,
                      opt_batch: int | None = None) -> list[list[str]]:
     """trtexec argument lists for both modalities of an export directory (paths relative to it)."""
     record = read_export_json(export_dir)
     max_batch = max_batch or int(record["max_batch"])
-    precision = "fp16" if fp16 else "fp32"
     commands = []
     for modality in Modality:
         onnx_name = _onnx_name(record, modality, precision, export_dir)
-        commands.append(trtexec_command(onnx_name, engine_filename(modality, fp16), tuple(record["input_size"]),
-                                        max_batch, opt_batch, fp16))
+        commands.append(trtexec_command(onnx_name, engine_filename(modality, precision), tuple(record["input_size"]),
+                                        max_batch, opt_batch, precision))
     return commands
 
 
@@ -116,14 +124,15 @@ def _onnx_name(record: dict[str, Any], modality: Modality, precision: str, expor
     try:
         return record["files"][modality.value][precision]
     except KeyError:
+        hint = f": export with --{precision} first" if precision != "fp32" else ""
         raise UserError(f"{Path(export_dir) / EXPORT_JSON} lists no {precision} graph for {modality.value}"
-                        + (": export with --fp16 first" if precision == "fp16" else "")) from None
+                        + hint) from None
 
 
-def write_trtexec_script(export_dir: str | Path, fp16: bool = False, max_batch: int | None = None,
+def write_trtexec_script(export_dir: str | Path, precision: str = "fp32", max_batch: int | None = None,
                          opt_batch: int | None = None) -> tuple[Path, list[str]]:
     """Write `build_engines.sh` (run it inside the export directory on the target) -> (path, command lines)."""
-    lines = [shlex.join(c) for c in trtexec_commands(export_dir, fp16, max_batch, opt_batch)]
+    lines = [shlex.join(c) for c in trtexec_commands(export_dir, precision, max_batch, opt_batch)]
     script = "\n".join([
         "#!/bin/sh",
         "# Build the TensorRT engines on the machine that runs them (engines are GPU- and version-specific).",
@@ -139,7 +148,7 @@ def write_trtexec_script(export_dir: str | Path, fp16: bool = False, max_batch: 
 # Build
 # ---------------------------------------------------------------------------------------------------------------
 def build_engine(onnx_path: str | Path, engine_path: str | Path, modality: str | Modality,
-                 input_size: tuple[int, int], max_batch: int, opt_batch: int | None = None, fp16: bool = False,
+                 input_size: tuple[int, int], max_batch: int, opt_batch: int | None = None, precision: str = "fp32",
                  workspace_mib: int = DEFAULT_WORKSPACE_MIB, timing_cache: str | Path | None = None) -> dict[str, Any]:
     """Build one engine with the TensorRT Python API and write it; returns its sidecar record, without `parity`.
 
@@ -148,12 +157,12 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, modality: str |
     until then.
 
     Args:
-        onnx_path: an exported ONNX file (the fp16 one when fp16=True).
+        onnx_path: an exported ONNX file of `precision` (the fp16 graph, the int8 Q/DQ graph).
         engine_path: output `.plan`.
         modality: what the graph embeds (recorded in the sidecar).
         input_size: (H, W).
         max_batch: profile maximum (minimum 1, optimum `opt_batch`).
-        fp16: build a strongly typed network from the fp16 ONNX.
+        precision: "fp32", or "fp16" / "int8": a strongly typed network from that graph.
         workspace_mib: builder workspace pool.
         timing_cache: a timing-cache file read before the build (when it exists) and written after it.
 
@@ -169,7 +178,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, modality: str |
     builder = trt.Builder(logger)
     major = int(trt.__version__.split(".")[0])
     flags = 0
-    if fp16 and major < 11:  # 11.x: always strongly typed, the flag is deprecated
+    if strongly_typed(precision) and major < 11:  # 11.x: always strongly typed, the flag is deprecated
         flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
@@ -195,8 +204,8 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, modality: str |
         with atomic_path(timing_cache) as tmp:
             tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
     return {"format": ENGINE_FORMAT, "modality": as_modality(modality).value, **platform,
-            "precision": "fp16" if fp16 else "fp32",
-            "strongly_typed": bool(fp16), "onnx": Path(onnx_path).name, "onnx_sha256": sha256_file(onnx_path),
+            "precision": precision,
+            "strongly_typed": strongly_typed(precision), "onnx": Path(onnx_path).name, "onnx_sha256": sha256_file(onnx_path),
             "profile": {"min": 1, "opt": opt, "max": max_batch}, "input_size": list(input_size),
             "workspace_mib": workspace_mib, "engine_sha256": sha256_file(engine_path)}
 
@@ -212,7 +221,7 @@ def _load_timing_cache(config, path: str | Path | None) -> None:
                                "delete it to time the tactics again")
 
 
-def build_engines(export_dir: str | Path, fp16: bool = False, max_batch: int | None = None,
+def build_engines(export_dir: str | Path, precision: str = "fp32", max_batch: int | None = None,
                   opt_batch: int | None = None) -> dict[str, Any]:
     """Build one engine per modality in an export directory, check each against ONNX Runtime CPU, and publish them
     (engine + sidecar, recorded under `tensorrt` in `export.json`) only when every one passed.
@@ -230,21 +239,21 @@ def build_engines(export_dir: str | Path, fp16: bool = False, max_batch: int | N
     max_batch = max_batch or int(record["max_batch"])
     reason = tensorrt_missing()
     if reason:
-        script, lines = write_trtexec_script(export_dir, fp16, max_batch, opt_batch)
+        script, lines = write_trtexec_script(export_dir, precision, max_batch, opt_batch)
         raise TensorRTUnavailable(f"{reason}. The ONNX graphs are in {export_dir}; build the engines on the target "
                                   f"with `sepgzoo engine build {export_dir}` (parity-checked: what sepgzoo's runtime "
                                   "loads), or "
                                   f"for your own TensorRT application with the trtexec commands in {script}:\n  "
                                   + "\n  ".join(lines))
     with engine_staging(export_dir) as staging:
-        sidecars = {modality.value: _checked_engine(export_dir, staging, record, modality, fp16, max_batch, opt_batch)
-                    for modality in Modality}
+        sidecars = {modality.value: _checked_engine(export_dir, staging, record, modality, precision, max_batch,
+                                                    opt_batch) for modality in Modality}
         engines = {}
         for modality, sidecar in sidecars.items():
-            name = engine_filename(modality, fp16)
+            name = engine_filename(modality, precision)
             _publish(staging / name, export_dir / name)
             engines[modality] = {"engine": name, **sidecar}
-    record.setdefault("tensorrt", {})["fp16" if fp16 else "fp32"] = engines
+    record.setdefault("tensorrt", {})[precision] = engines
     write_json(export_dir / EXPORT_JSON, record)
     return engines
 
@@ -263,17 +272,16 @@ def engine_staging(export_dir: Path):
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _checked_engine(export_dir: Path, staging: Path, record: dict[str, Any], modality: Modality, fp16: bool,
+def _checked_engine(export_dir: Path, staging: Path, record: dict[str, Any], modality: Modality, precision: str,
                     max_batch: int, opt_batch: int | None) -> dict[str, Any]:
     """Build one modality's engine into `staging`, check its parity, and write its sidecar there; returns it.
 
     Raises:
         EngineBuildError naming the engine, its min cosine and the threshold when the parity check fails.
     """
-    precision = "fp16" if fp16 else "fp32"
-    staged = staging / engine_filename(modality, fp16)
+    staged = staging / engine_filename(modality, precision)
     sidecar = build_engine(export_dir / _onnx_name(record, modality, precision, export_dir), staged, modality,
-                           tuple(record["input_size"]), max_batch, opt_batch, fp16,
+                           tuple(record["input_size"]), max_batch, opt_batch, precision,
                            timing_cache=export_dir / TIMING_CACHE)
     sidecar["parity"] = engine_parity(staged, export_dir / _onnx_name(record, modality, "fp32", export_dir),
                                       max_batch, PARITY_COSINE[precision])

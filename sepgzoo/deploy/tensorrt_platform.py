@@ -40,8 +40,21 @@ class EngineNotVerified(UserError):
     """An engine whose sidecar does not record a passed parity check for exactly its bytes: the runtime refuses it."""
 
 
-def engine_filename(modality: str | Modality, fp16: bool = False) -> str:
-    return f"{as_modality(modality).value}{'_fp16' if fp16 else ''}.plan"
+#: what an engine can be built from: the fp32 graph, the fp16 graph, or the symmetric Q/DQ graph (explicit
+#: quantization; `int8-cpu` has asymmetric activations, which TensorRT refuses)
+ENGINE_PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def check_engine_precision(precision: str) -> str:
+    if precision not in ENGINE_PRECISIONS:
+        raise UserError(f"TensorRT engines are built for {', '.join(ENGINE_PRECISIONS)}; got {precision!r}")
+    return precision
+
+
+def engine_filename(modality: str | Modality, precision: str = "fp32") -> str:
+    """`visible.plan`, `infrared_fp16.plan`, `visible_int8.plan`: the graph's name with `.plan`."""
+    check_engine_precision(precision)
+    return f"{as_modality(modality).value}{'' if precision == 'fp32' else '_' + precision}.plan"
 
 
 def sidecar_path(engine: str | Path) -> Path:

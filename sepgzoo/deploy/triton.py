@@ -66,16 +66,17 @@ def _add_model(repo: Path, name: str, source: Path, filename: str, config: str) 
     (repo / name / "config.pbtxt").write_text(config)
 
 
-def checked_engines(export_dir: Path, modality: str) -> list[Path]:
-    """The export's TensorRT engines of one modality whose sidecar records a passed parity check for their bytes."""
-    from sepgzoo.deploy.tensorrt_platform import engine_filename, verified_sidecar
+def checked_engines(export_dir: Path, modality: str) -> dict[str, Path]:
+    """Precision -> the export's TensorRT engine of one modality, for those whose sidecar records a passed parity
+    check for their bytes."""
+    from sepgzoo.deploy.tensorrt_platform import ENGINE_PRECISIONS, engine_filename, verified_sidecar
 
-    engines = []
-    for fp16 in (False, True):
-        engine = export_dir / engine_filename(modality, fp16)
+    engines = {}
+    for precision in ENGINE_PRECISIONS:
+        engine = export_dir / engine_filename(modality, precision)
         if engine.is_file():
             verified_sidecar(engine)  # an engine that failed its check never reaches a server
-            engines.append(engine)
+            engines[precision] = engine
     return engines
 
 
@@ -101,8 +102,8 @@ def write_triton_repository(export_dir: str | Path, repository: str | Path, name
             _add_model(repo, model, graph, "model.onnx",
                        model_config(model, "onnxruntime_onnx", max_batch, inputs, outputs, gpu=False))
             models.append(model)
-            for engine in checked_engines(export_dir, modality):
-                plan = f"{model}_trt" + ("_fp16" if "fp16" in engine.stem else "")
+            for precision, engine in checked_engines(export_dir, modality).items():
+                plan = f"{model}_trt" + ("" if precision == "fp32" else f"_{precision}")
                 _add_model(repo, plan, engine, "model.plan",
                            model_config(plan, "tensorrt_plan", max_batch, inputs, outputs, gpu=True))
                 models.append(plan)

@@ -188,7 +188,7 @@ def _fp16_engines(cfg: CheckConfig) -> dict[str, Any]:
     from sepgzoo.deploy.tensorrt_build import build_engines
 
     start = time.perf_counter()
-    engines = build_engines(cfg.export_dir, fp16=True, max_batch=cfg.max_batch)
+    engines = build_engines(cfg.export_dir, "fp16", max_batch=cfg.max_batch)
     return {"status": PASSED, "seconds": round(time.perf_counter() - start, 2), "precision": "fp16",
             "engines": {m: {"engine": e["engine"], "tensorrt_version": e["tensorrt_version"], "gpu_name": e["gpu_name"],
                             "min_cosine": min(e["parity"]["min_cosine"].values()),
