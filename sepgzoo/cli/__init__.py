@@ -14,6 +14,7 @@ from sepgzoo.cli.data import data
 from sepgzoo.cli.deploy import embed, engine, export, search
 from sepgzoo.cli.doctor import doctor
 from sepgzoo.cli.evaluate import eval_command, viz
+from sepgzoo.cli.gallery import index
 from sepgzoo.cli.train import ablate, pretrain, recipes, train
 from sepgzoo.cli.zoo import zoo
 from sepgzoo.errors import RecipeWarning, UserError, user_message
@@ -47,7 +48,7 @@ def main() -> None:
 
 
 for command in (train, eval_command, pretrain, recipes, ablate, viz, bench, data, zoo, export, engine, embed, search,
-                doctor):
+                index, doctor):
     main.add_command(command)
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from sepgzoo.preprocess import IMAGE_SUFFIXES, list_images
 MODALITY_HELP = "visible or infrared"
 
 
-def _modality(ctx, param, value):
+def modality_option(ctx, param, value):
     if value is None:
         return None
     try:
@@ -33,7 +33,7 @@ def _one_backend(checkpoint: Path | None, model_path: Path | None) -> None:
         raise click.UsageError("give exactly one of --checkpoint RUN (PyTorch) or --model FILE|DIR (exported)")
 
 
-def _backends(checkpoint: Path | None, model_path: Path | None, device: str,
+def backends(checkpoint: Path | None, model_path: Path | None, device: str,
               batch_size: int) -> Callable[[Modality], Any]:
     """A function modality -> embedder, for exactly one of --checkpoint / --model."""
     _one_backend(checkpoint, model_path)
@@ -47,6 +47,22 @@ def _backends(checkpoint: Path | None, model_path: Path | None, device: str,
         return lambda modality: TorchEmbedder(model, modality, batch_size)
     backend = "tensorrt" if model_path.suffix.lower() in ENGINE_SUFFIXES else "onnxruntime"
     return lambda modality: open_model(model_path, modality, backend=backend, providers=device)
+
+
+def weights_sha256(checkpoint: Path | None, model_path: Path | None) -> str | None:
+    """The sha256 of the trained weights behind --checkpoint or --model (None for a bare .onnx file: its own
+    metadata says, and the index reads it there)."""
+    if checkpoint is not None:
+        from sepgzoo.hub.checkpoint import resolve_model_files
+        from sepgzoo.utils.hashing import sha256_file
+
+        return sha256_file(resolve_model_files(checkpoint)[0])
+    folder = model_path if model_path.is_dir() else model_path.parent
+    if model_path.is_dir() or model_path.suffix.lower() in ENGINE_SUFFIXES:
+        from sepgzoo.deploy.contract import read_export_json
+
+        return read_export_json(folder).get("weights_sha256")
+    return None
 
 
 _backend_options = [
@@ -192,7 +208,7 @@ def engine_build(export_dir: Path, precision: str | None, max_batch: int | None,
 # ---------------------------------------------------------------------------------------------------------------
 @click.command("embed")
 @backend_options
-@click.option("--modality", callback=_modality, help=f"{MODALITY_HELP} (required with --checkpoint or an export "
+@click.option("--modality", callback=modality_option, help=f"{MODALITY_HELP} (required with --checkpoint or an export "
               "directory; checked against an exported file).")
 @click.option("--json", "as_json", is_flag=True, help='Print {"paths": [...], "embeddings": [[...], ...]}.')
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -202,7 +218,7 @@ def embed(checkpoint, model_path, device, batch_size, modality, as_json, images)
         _one_backend(checkpoint, model_path)
         if modality is None and (checkpoint is not None or (model_path is not None and model_path.is_dir())):
             raise UserError("--modality is required with --checkpoint or an export directory (visible or infrared)")
-        embedder = _backends(checkpoint, model_path, device, batch_size)(modality)
+        embedder = backends(checkpoint, model_path, device, batch_size)(modality)
         return embedder.embed_paths(list(images), batch_size)
 
     embeddings = body()
@@ -218,32 +234,35 @@ def embed(checkpoint, model_path, device, batch_size, modality, as_json, images)
 # ---------------------------------------------------------------------------------------------------------------
 @click.command("search")
 @backend_options
-@click.option("--gallery", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Directory of gallery images (searched recursively).")
-@click.option("--gallery-modality", required=True, callback=_modality, help=MODALITY_HELP)
+@click.option("--gallery", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Directory of gallery images (searched recursively), embedded on every call.")
+@click.option("--gallery-modality", callback=modality_option, help=f"{MODALITY_HELP} (with --gallery).")
+@click.option("--index", "index_path", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A gallery index (`sepgzoo index build`) instead of --gallery: only the queries are embedded, "
+                   "with the model that built it.")
 @click.option("--query", "queries", required=True, multiple=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Query image (repeatable).")
-@click.option("--query-modality", required=True, callback=_modality, help=MODALITY_HELP)
+@click.option("--query-modality", required=True, callback=modality_option, help=MODALITY_HELP)
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Draw each query with its top-k matches into this PNG.")
 @click.option("--json", "as_json", is_flag=True, help="Print the ranking as JSON.")
-def search(checkpoint, model_path, device, batch_size, gallery, gallery_modality, queries, query_modality, top_k,
-           out, as_json) -> None:
-    """Rank a gallery of your own images for each query image, by cosine similarity of the embeddings."""
-    def body():
-        gallery_paths = list_images(gallery, recursive=True)
-        if not gallery_paths:
-            raise UserError(f"no images ({' '.join(IMAGE_SUFFIXES)}) found under {gallery} (or it is not a folder)")
-        make = _backends(checkpoint, model_path, device, batch_size)
-        gallery_emb = make(gallery_modality).embed_paths(gallery_paths, batch_size)
-        query_emb = make(query_modality).embed_paths(list(queries), batch_size)
-        order, scores = rank(query_emb, gallery_emb, top_k)
-        return gallery_paths, order, scores
-
-    gallery_paths, order, scores = body()
-    results = [{"query": str(q), "matches": [{"path": str(gallery_paths[i]), "cosine": float(s)}
-                                             for i, s in zip(order[n], scores[n])]} for n, q in enumerate(queries)]
+def search(checkpoint, model_path, device, batch_size, gallery, gallery_modality, index_path, queries, query_modality,
+           top_k, out, as_json) -> None:
+    """Rank a gallery of your own images (a folder, or a gallery index) for each query image, by cosine similarity
+    of the embeddings."""
+    if (gallery is None) == (index_path is None):
+        raise click.UsageError("give exactly one of --gallery DIR (with --gallery-modality) or --index INDEX")
+    if gallery is not None and gallery_modality is None:
+        raise click.UsageError("--gallery needs --gallery-modality (visible or infrared)")
+    make = backends(checkpoint, model_path, device, batch_size)
+    if index_path is not None:
+        gallery_modality, matches = _search_index(index_path, make(query_modality), list(queries), top_k,
+                                                  weights_sha256(checkpoint, model_path), batch_size)
+    else:
+        matches = _search_folder(gallery, make, gallery_modality, query_modality, list(queries), top_k, batch_size)
+    results = [{"query": str(q), "matches": [{"path": path, "cosine": float(s)} for path, s in m]}
+               for q, m in zip(queries, matches)]
     if as_json:
         click.echo(json.dumps({"query_modality": query_modality.value, "gallery_modality": gallery_modality.value,
                                "results": results}))
@@ -258,3 +277,26 @@ def search(checkpoint, model_path, device, batch_size, gallery, gallery_modality
         draw_ranking(results, out)
         if not as_json:
             click.echo(f"wrote {out}")
+
+
+def _search_folder(gallery: Path, make, gallery_modality: Modality, query_modality: Modality, queries: list[Path],
+                   top_k: int, batch_size: int) -> list[list[tuple[str, float]]]:
+    """Embed the gallery folder and the queries, rank densely: (path, cosine) best first, per query."""
+    gallery_paths = list_images(gallery, recursive=True)
+    if not gallery_paths:
+        raise UserError(f"no images ({' '.join(IMAGE_SUFFIXES)}) found under {gallery} (or it is not a folder)")
+    gallery_emb = make(gallery_modality).embed_paths(gallery_paths, batch_size)
+    order, scores = rank(make(query_modality).embed_paths(queries, batch_size), gallery_emb, top_k)
+    return [[(str(gallery_paths[i]), s) for i, s in zip(row, row_scores)] for row, row_scores in zip(order, scores)]
+
+
+def _search_index(index_path: Path, model, queries: list[Path], top_k: int, model_sha256: str | None,
+                  batch_size: int) -> tuple[Modality, list[list[tuple[str, float]]]]:
+    """Search a gallery index (memory-mapped) with the queries' embeddings, after checking the model is the
+    index's; returns the index's modality and (path, cosine) best first, per query."""
+    from sepgzoo.deploy.gallery_index import GalleryIndex, weights_of
+
+    index = GalleryIndex.open(index_path, mmap=True)
+    index.check_model(model_sha256 or weights_of(model))
+    scores, paths = index.search(model.embed_paths(queries, batch_size), top_k)
+    return as_modality(index.metadata["modality"]), [list(zip(p, s)) for p, s in zip(paths, scores)]

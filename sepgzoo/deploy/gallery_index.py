@@ -1,0 +1,279 @@
+"""A persistent gallery index on FAISS: embed a gallery once, search it with queries only.
+
+An index is a folder:
+
+- `index.faiss`: the FAISS index of unit-norm embeddings, searched by inner product (= cosine);
+- `paths.json`: the image path of every row, in row order;
+- `index.json`: what the rows are (format `sepgzoo-gallery-index/1`): the sha256 of the model weights that made
+  them, the modality, the embedding dimension, the preprocessing contract, the index kind and its parameters, the
+  count, the sha256 of the two files above, and the history of builds and additions.
+
+Kinds: `exact` (`IndexFlatIP`, every row scored) and `ivfpq` (an inverted file of `nlist` lists, each row stored as a
+product-quantized code of `m` bytes; `nprobe` lists are searched per query), the approximate kind for galleries of
+millions (benchmarks/results/gallery-index). A folder is written whole, atomically (`staging_folder`): a reader sees
+the index before an addition or after it, never half of one. `GalleryIndex.open(path, mmap=True)` maps the index
+file instead of reading it, so a gallery larger than memory can be searched; a mapped index is read-only.
+
+Torch-free (numpy, faiss): it runs beside the ONNX Runtime / TensorRT runtimes on a machine without PyTorch.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sepgzoo.errors import UserError
+from sepgzoo.modality import as_modality
+from sepgzoo.utils.atomic import read_json, staging_folder, write_json
+from sepgzoo.utils.hashing import sha256_file
+
+INDEX_FORMAT = "sepgzoo-gallery-index/1"
+INDEX_FILE, PATHS_FILE, META_FILE = "index.faiss", "paths.json", "index.json"
+KINDS = ("exact", "ivfpq")
+#: unit-norm rows: a norm further than this from 1 means the vectors are not this model's embeddings
+NORM_TOLERANCE = 1e-3
+
+
+def import_faiss():
+    try:
+        import faiss
+    except ImportError:
+        raise UserError("the gallery index needs FAISS: pip install faiss-cpu (or faiss-gpu)") from None
+    return faiss
+
+
+def ivfpq_parameters(count: int, dim: int, nlist: int | None = None, m: int | None = None, nbits: int = 8,
+                     nprobe: int | None = None) -> dict[str, int]:
+    """Defaults for the approximate kind: about 4 sqrt(count) lists, a code of dim / 16 bytes (16 dimensions per
+    sub-quantizer), 8 bits per sub-quantizer, 1/32 of the lists probed (at least 8)."""
+    nlist = nlist or int(max(1, min(65536, 4 * round(np.sqrt(count)))))
+    m = m or _divisor_at_most(dim, max(1, dim // 16))
+    if dim % m:
+        raise UserError(f"ivfpq: m = {m} sub-quantizers must divide the embedding dimension {dim}")
+    nprobe = nprobe or min(nlist, max(8, nlist // 32))
+    return {"nlist": nlist, "m": m, "nbits": nbits, "nprobe": nprobe}
+
+
+def _divisor_at_most(n: int, bound: int) -> int:
+    return max(d for d in range(1, bound + 1) if n % d == 0)
+
+
+def _new_faiss_index(kind: str, vectors: np.ndarray, parameters: dict[str, Any]):
+    """An empty FAISS index of `kind`, trained on `vectors` where the kind needs training."""
+    faiss = import_faiss()
+    dim = vectors.shape[1]
+    if kind == "exact":
+        return faiss.IndexFlatIP(dim)
+    needed = max(parameters["nlist"], 2 ** parameters["nbits"])
+    if len(vectors) < needed:
+        raise UserError(f"ivfpq with nlist={parameters['nlist']}, nbits={parameters['nbits']} is trained on the first "
+                        f"vectors and needs at least {needed} of them, got {len(vectors)}: use kind 'exact' for a "
+                        "gallery this small")
+    index = faiss.index_factory(dim, f"IVF{parameters['nlist']},PQ{parameters['m']}x{parameters['nbits']}",
+                                faiss.METRIC_INNER_PRODUCT)
+    index.train(vectors)
+    return index
+
+
+def check_vectors(vectors: np.ndarray, dim: int | None = None, what: str = "vectors") -> np.ndarray:
+    """float32 C-contiguous [N, D] rows of norm 1 (what the models embed); UserError naming what is wrong."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or (dim is not None and vectors.shape[1] != dim):
+        raise UserError(f"{what} have shape {list(vectors.shape)}; expected [N, {dim or 'D'}]")
+    norms = np.linalg.norm(vectors, axis=1)
+    bad = np.flatnonzero(~np.isfinite(norms) | (np.abs(norms - 1) > NORM_TOLERANCE))
+    if len(bad):
+        raise UserError(f"{what}: row {int(bad[0])} has norm {float(norms[bad[0]]):.6f}; expected unit-norm "
+                        "embeddings (inner product = cosine)")
+    return vectors
+
+
+class GalleryIndex:
+    """A FAISS index of gallery embeddings with their image paths and the model that made them.
+
+    Example:
+        >>> index = GalleryIndex.from_embeddings(vectors, paths, metadata={"model_sha256": sha, "modality": "visible"})
+        >>> index.save("gallery.index")
+        >>> scores, paths = GalleryIndex.open("gallery.index").search(queries, k=10)
+    """
+
+    def __init__(self, index, paths: list[str], metadata: dict[str, Any], read_only: bool = False) -> None:
+        self.index, self.paths, self.metadata, self.read_only = index, paths, metadata, read_only
+
+    # -- making one ----------------------------------------------------------------------------------------------
+    @classmethod
+    def from_embeddings(cls, vectors: np.ndarray, paths: Sequence[str | Path], metadata: dict[str, Any] | None = None,
+                        kind: str = "exact", **parameters: int | None) -> GalleryIndex:
+        """Index any unit-norm embeddings. `metadata` should name `model_sha256` and `modality` (searches check them);
+        `parameters` are the kind's (`ivfpq`: nlist, m, nbits, nprobe; defaults from `ivfpq_parameters`)."""
+        if kind not in KINDS:
+            raise UserError(f"index kind {kind!r}: expected one of {list(KINDS)}")
+        vectors = check_vectors(vectors)
+        paths = [str(p) for p in paths]
+        if len(paths) != len(vectors):
+            raise UserError(f"{len(vectors)} vectors but {len(paths)} paths: expected one path per row")
+        if len(set(paths)) != len(paths):
+            raise UserError("the same path is given twice: each gallery image is indexed once")
+        params = ivfpq_parameters(len(vectors), vectors.shape[1], **parameters) if kind == "ivfpq" else {}
+        index = _new_faiss_index(kind, vectors, params)
+        index.add(vectors)
+        meta = {"format": INDEX_FORMAT, **(metadata or {}), "embedding_dim": int(vectors.shape[1]), "kind": kind,
+                "parameters": params, "count": len(paths), "faiss": import_faiss().__version__,
+                "history": [{"event": "build", "added": len(paths), "time": _now()}]}
+        made = cls(index, paths, meta)
+        made._apply_search_parameters()
+        return made
+
+    @classmethod
+    def build(cls, model, folder: str | Path, model_sha256: str | None = None, kind: str = "exact",
+              batch_size: int = 32, progress: bool = True, **parameters: int | None) -> GalleryIndex:
+        """Embed every image under `folder` (recursively) with `model` (an embedder from `open_model` or a
+        checkpoint's `TorchEmbedder`) and index them. `model_sha256`: the weights' sha256 (read from an ONNX
+        graph's metadata when not given)."""
+        paths = _gallery_paths(folder)
+        metadata = {"model_sha256": model_sha256 or weights_of(model), **describe_model(model)}
+        return cls.from_embeddings(_embed(model, paths, batch_size, progress), paths, metadata, kind, **parameters)
+
+    def add(self, model, folder: str | Path, model_sha256: str | None = None, batch_size: int = 32,
+            progress: bool = True) -> dict[str, int]:
+        """Embed and append the images under `folder` that the index does not hold yet; a path already indexed is
+        skipped (never embedded twice). Returns {"added": n, "skipped": m}."""
+        self.check_model(model_sha256 or weights_of(model), as_modality(model.modality).value)
+        known = set(self.paths)
+        every = _gallery_paths(folder)
+        new = [p for p in every if p not in known]
+        if new:
+            self.add_embeddings(_embed(model, new, batch_size, progress), new)
+        return {"added": len(new), "skipped": len(every) - len(new)}
+
+    def add_embeddings(self, vectors: np.ndarray, paths: Sequence[str | Path]) -> None:
+        """Append rows (unit-norm, this index's dimension); a path already indexed is refused."""
+        if self.read_only:
+            raise UserError("this index was opened memory-mapped (read-only): open it with mmap=False to add to it")
+        vectors = check_vectors(vectors, self.dim)
+        paths = [str(p) for p in paths]
+        repeated = sorted(set(paths) & set(self.paths)) or sorted(p for p in set(paths) if paths.count(p) > 1)
+        if repeated:
+            raise UserError(f"{repeated[0]} is already in the index: each gallery image is indexed once")
+        if len(paths) != len(vectors):
+            raise UserError(f"{len(vectors)} vectors but {len(paths)} paths: expected one path per row")
+        self.index.add(vectors)
+        self.paths.extend(paths)
+        self.metadata["count"] = len(self.paths)
+        self.metadata["history"].append({"event": "add", "added": len(paths), "time": _now()})
+
+    # -- using one -----------------------------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return int(self.metadata["embedding_dim"])
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def search(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, list[list[str]]]:
+        """The k best rows per query: (cosine scores [Q, k'] best first, their paths), k' = min(k, len(index))."""
+        queries = check_vectors(queries, self.dim, "queries")
+        k = min(int(k), len(self))
+        if k < 1:
+            raise UserError("the index is empty" if not len(self) else f"k must be >= 1, got {k}")
+        scores, rows = self.index.search(queries, k)
+        return scores, [[self.paths[r] if r >= 0 else "" for r in row] for row in rows]
+
+    def check_model(self, model_sha256: str | None, modality: str | None = None) -> None:
+        """Refuse embeddings of another model (naming both sha256) or, for additions, of another modality."""
+        if model_sha256 != self.metadata.get("model_sha256"):
+            raise UserError(f"the model's weights sha256 {model_sha256} is not the index's "
+                            f"{self.metadata.get('model_sha256')}: search an index with the model that built it")
+        if modality is not None and modality != self.metadata.get("modality"):
+            raise UserError(f"the index holds {self.metadata.get('modality')} images; got {modality} ones")
+
+    # -- files ---------------------------------------------------------------------------------------------------
+    def save(self, path: str | Path, replace: bool = False) -> Path:
+        """Write the index folder whole (atomically). An existing folder is refused unless `replace` (what `add`
+        does to the index it opened)."""
+        faiss = import_faiss()
+        path = Path(path)
+        if path.exists() and not replace:
+            raise UserError(f"{path} exists: build into a new folder, or add images to it with `sepgzoo index add`")
+        with staging_folder(path) as staging:
+            faiss.write_index(self.index, str(staging / INDEX_FILE))
+            (staging / PATHS_FILE).write_text(json.dumps(self.paths))
+            self.metadata["sha256"] = {name: sha256_file(staging / name) for name in (INDEX_FILE, PATHS_FILE)}
+            write_json(staging / META_FILE, self.metadata)
+        return path
+
+    @classmethod
+    def open(cls, path: str | Path, mmap: bool = False, verify: bool = True) -> GalleryIndex:
+        """Open an index folder. `mmap`: map the index file instead of reading it (read-only; for galleries larger
+        than memory). `verify`: check both files against the sha256 that index.json records."""
+        faiss = import_faiss()
+        path = Path(path)
+        meta = read_json(path / META_FILE, INDEX_FORMAT, " (a gallery index written by `sepgzoo index build`)")
+        if verify:
+            for name, expected in meta.get("sha256", {}).items():
+                if sha256_file(path / name) != expected:
+                    raise UserError(f"{path / name} is not the file {path / META_FILE} records (sha256 differs): "
+                                    "the index was changed outside sepgzoo; build it again")
+        flags = 0
+        if mmap:  # flat codes and inverted lists are mapped by different flags
+            flags = (faiss.IO_FLAG_MMAP_IFC if meta["kind"] == "exact" else faiss.IO_FLAG_MMAP) | faiss.IO_FLAG_READ_ONLY
+        index = faiss.read_index(str(path / INDEX_FILE), flags)
+        paths = json.loads((path / PATHS_FILE).read_text())
+        if index.ntotal != len(paths) or index.d != meta["embedding_dim"]:
+            raise UserError(f"{path}: the index holds {index.ntotal} vectors of dimension {index.d} but {META_FILE} "
+                            f"records {len(paths)} paths of dimension {meta['embedding_dim']}; build it again")
+        opened = cls(index, paths, meta, read_only=mmap)
+        opened._apply_search_parameters()
+        return opened
+
+    def _apply_search_parameters(self) -> None:
+        if self.metadata["kind"] == "ivfpq":
+            self.index.nprobe = int(self.metadata["parameters"]["nprobe"])
+
+
+def describe_model(model) -> dict[str, Any]:
+    """What an index records about the embedder that made its rows."""
+    metadata = getattr(model, "metadata", {}) or {}
+    from sepgzoo.preprocess import contract
+
+    return {"modality": as_modality(model.modality).value, "model": metadata.get("model"),
+            "embedder": f"{getattr(model, 'provider', type(model).__name__)} {getattr(model, 'precision', 'fp32')}",
+            "preprocess": metadata.get("preprocess") or contract(model.input_size)}
+
+
+def weights_of(model) -> str:
+    sha = (getattr(model, "metadata", {}) or {}).get("weights_sha256")
+    if not sha:
+        raise UserError(f"{model!r} does not say which weights it runs: pass model_sha256= (the sha256 of the "
+                        "model.safetensors it was exported from)")
+    return sha
+
+
+def _gallery_paths(folder: str | Path) -> list[str]:
+    from sepgzoo.preprocess import IMAGE_SUFFIXES, list_images
+
+    paths = [str(p.resolve()) for p in list_images(folder, recursive=True)]
+    if not paths:
+        raise UserError(f"no images ({' '.join(IMAGE_SUFFIXES)}) found under {folder} (or it is not a folder)")
+    return paths
+
+
+def _embed(model, paths: list[str], batch_size: int, progress: bool) -> np.ndarray:
+    from tqdm import tqdm
+
+    chunks = []
+    with tqdm(total=len(paths), desc=f"embedding ({as_modality(model.modality).value})", unit="img",
+              disable=not progress) as bar:
+        for start in range(0, len(paths), batch_size):
+            chunks.append(model.embed_paths(paths[start:start + batch_size], batch_size))
+            bar.update(len(chunks[-1]))
+    return np.concatenate(chunks)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
