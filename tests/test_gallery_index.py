@@ -68,7 +68,8 @@ def test_saved_index_reopens_identical_and_memory_mapped_read_only(gallery, tmp_
         with pytest.raises(UserError, match="memory-mapped"):
             opened.add_embeddings(vectors[:1], ["/gallery/new.jpg"])
     record = json.loads((tmp_path / "ivfpq" / META_FILE).read_text())
-    assert record["kind"] == "ivfpq" and record["parameters"] == {"nlist": 8, "m": 8, "nbits": 6, "nprobe": 4}
+    assert record["kind"] == "ivfpq" and record["parameters"] == {"nlist": 8, "m": 8, "nbits": 6, "nprobe": 4,
+                                                                  "k_factor": 10, "refine": "SQ8"}
     assert record["count"] == 600 and record["embedding_dim"] == 32 and record["model_sha256"] == "a" * 64
 
 
@@ -79,7 +80,10 @@ def test_the_approximate_kind_finds_most_exact_neighbours(gallery):
     approx = GalleryIndex.from_embeddings(vectors, paths, META, kind="ivfpq", nlist=8, m=16, nbits=6,
                                           nprobe=8).search(queries, 10)[1]
     recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact)])
-    assert recall > 0.7, recall  # all lists probed: only the PQ codes approximate
+    assert recall > 0.95, recall  # every list probed, the PQ shortlist re-scored with 8-bit copies: near exact
+    coarse = GalleryIndex.from_embeddings(vectors, paths, META, kind="ivfpq", nlist=8, m=16, nbits=6, nprobe=8,
+                                          k_factor=1).search(queries, 10)[1]
+    assert np.mean([len(set(a) & set(e)) / 10 for a, e in zip(coarse, exact)]) < recall  # PQ order alone is worse
 
 
 def test_additions_append_and_repeats_are_refused(gallery):

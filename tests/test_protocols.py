@@ -153,6 +153,39 @@ def test_run_trials_averages_per_trial_evaluations(sysu):
         run_trials(protocol, qf[:-1], gf)
 
 
+def test_rerank_is_scored_per_trial_and_reported_beside_the_plain_numbers(sysu):
+    from sepgzoo.evaluation.records import evaluation_name
+    from sepgzoo.evaluation.report import format_table, summarise
+    from sepgzoo.evaluation.rerank import re_ranking
+
+    protocol = SYSUProtocol(sysu, num_trials=2)
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(1000, 16))
+    qf = np.stack([centres[s.pid] + rng.normal(scale=1.5, size=16) for s in protocol.query])
+    gf = np.stack([centres[s.pid] + rng.normal(scale=1.5, size=16) for s in protocol.gallery])
+    parameters = {"k1": 5, "k2": 3, "lambda_value": 0.3}
+    plain, both = run_trials(protocol, qf, gf), run_trials(protocol, qf, gf, rerank=parameters)
+    assert {k: both[k] for k in ("R1", "mAP", "mINP")} == {k: plain[k] for k in ("R1", "mAP", "mINP")}
+    per = []
+    for t in range(2):  # independently: the re-ranking function on this trial's distances, then the metric
+        split = protocol.trial(t)
+        q, g = protocol.query_samples(t), protocol.gallery_samples(t)
+        qt, gt = qf[split.query_index], gf[split.gallery_index]
+        distances = re_ranking(feature_distance(qt, gt), feature_distance(qt, qt), feature_distance(gt, gt), 5, 3, 0.3)
+        per.append(evaluate(distances, [s.pid for s in q], [s.pid for s in g], [s.camid for s in q],
+                            [s.camid for s in g], "dedup_drop_cam2_for_cam3"))
+    assert both["reranked"]["R1"] == pytest.approx(np.mean([r["cmc"][0] for r in per]))
+    assert both["reranked"]["mAP"] == pytest.approx(np.mean([r["mAP"] for r in per]))
+    assert both["reranked"]["mAP"] != pytest.approx(plain["mAP"])  # it did re-rank
+    assert both["options"]["rerank"]["k1"] == 5 and plain["options"]["rerank"] is False
+    report = {"results": {"sysu_all_single": both}, "selection": "last", "flip_tta": False, "weights_sha256": "0" * 64,
+              "epoch": 1}
+    assert list(summarise(report["results"])) == ["sysu_all_single", "sysu_all_single re-ranked"]
+    table = format_table(report)
+    assert "sysu_all_single re-ranked" in table and "k1=5, k2=3, lambda=0.3" in table
+    assert evaluation_name(report).endswith("flip-off.rerank-k1-5-k2-3-lambda0.3.epoch1-00000000")
+
+
 def test_regdb_directions(regdb_root):
     ds = build_dataset("regdb", regdb_root, trial=2)
     v2i, i2v = RegDBProtocol(ds, "v2i"), build_protocol("regdb_i2v", ds)

@@ -22,7 +22,7 @@ def index() -> None:
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="New index folder.")
 @click.option("--kind", type=click.Choice(["exact", "ivfpq"]), default="exact", show_default=True,
               help="exact: every image scored; ivfpq: approximate, for galleries of millions.")
-@click.option("--nlist", type=click.IntRange(min=1), default=None, help="ivfpq: inverted lists [4 sqrt(count)].")
+@click.option("--nlist", type=click.IntRange(min=1), default=None, help="ivfpq: inverted lists [sqrt(count)].")
 @click.option("--m", "m", type=click.IntRange(min=1), default=None,
               help="ivfpq: bytes per code (sub-quantizers; divides the dimension) [dimension / 16].")
 @click.option("--nprobe", type=click.IntRange(min=1), default=None,

@@ -55,6 +55,9 @@ def evaluation_name(report: dict[str, Any]) -> str:
     if "split" in options:
         parts.append(f"split{options['split']}")
     parts.append("flip-on" if report["flip_tta"] else "flip-off")
+    if options.get("rerank"):
+        rerank = options["rerank"]
+        parts.append(f"rerank-k1-{rerank['k1']}-k2-{rerank['k2']}-lambda{rerank['lambda_value']}")
     artifact = report.get("artifact")
     if artifact is None:
         parts.append(f"epoch{report.get('epoch')}-{report['weights_sha256'][:8]}")

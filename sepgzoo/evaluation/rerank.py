@@ -83,6 +83,7 @@ def re_ranking(q_g_dist: np.ndarray, q_q_dist: np.ndarray, g_g_dist: np.ndarray,
     """
     original = _OriginalDistances(*_checked_distances(q_g_dist, q_q_dist, g_g_dist))
     _check_parameters(k1, k2, lambda_value, block_rows)
+    lambda_value = float(lambda_value)  # a Python float keeps the float32 arithmetic of the released code
     nearest = _nearest_neighbours(original, max(k1 + 1, k2), block_rows)
     weights = _kreciprocal_weights(original, nearest, k1, block_rows)
     if k2 != 1:

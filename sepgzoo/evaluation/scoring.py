@@ -24,6 +24,12 @@ def protocol_settings(recipe: Recipe) -> list[tuple[str, dict[str, Any]]]:
     return get_dataset(recipe.data.dataset).settings(recipe.eval)
 
 
+def rerank_parameters(recipe: Recipe) -> dict[str, Any] | None:
+    """The `re_ranking` arguments of `eval.rerank_*`, or None when `eval.rerank` is off."""
+    ev = recipe.eval
+    return {"k1": ev.rerank_k1, "k2": ev.rerank_k2, "lambda_value": ev.rerank_lambda} if ev.rerank else None
+
+
 def build_protocols(recipe: Recipe, dataset) -> list[Protocol]:
     """Every evaluation protocol of the recipe on its parsed data set, each trial drawn once.
 
@@ -72,7 +78,7 @@ def evaluate_features(features: Callable[[list[Sample], str], np.ndarray], recip
     for protocol in build_protocols(recipe, dataset):
         query = features(protocol.query, protocol.query_modality)
         gallery = features(protocol.gallery, protocol.gallery_modality)
-        result = run_trials(protocol, query, gallery)
+        result = run_trials(protocol, query, gallery, rerank=rerank_parameters(recipe))
         result["options"].update(flip_tta=recipe.eval.flip,
                                  feature="unit-norm concatenation of L2-normalised part embeddings")
         results[protocol.name] = result
