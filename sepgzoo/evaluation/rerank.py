@@ -16,13 +16,13 @@ computation is not:
   summed with `np.bincount`).
 
 Memory: besides the inputs and the float32 [Q, G] result, a call needs the [Q+G, max(k1+1, k2)] neighbour table,
-the sparse V before and after query expansion (about 12 bytes a non-zero, a few hundred non-zeros a row with the
-defaults) and one block of rows at a time (16 bytes an entry of a `block_rows` x (Q+G) block, and at most
-`_PAIR_BUDGET` query-gallery weight pairs of the Jaccard step, about 50 bytes each). Measured with the defaults on
-2048-d clustered features (`benchmarks/rerank.py`, peak RSS increase of the call, result included): SYSU-MM01
-single-shot (3,803 x 301) 62 MB, multi-shot (3,803 x 3,010) 219 MB, LLCM IR->VIS (7,166 x 3,159) 304 MB and
-VIS->IR (3,159 x 8,680) 345 MB, where the dense algorithm needs several (Q+G)^2 matrices (measured 0.5 GB at the
-SYSU single-shot size; about 6 GB at 11,839^2 for LLCM VIS->IR, by its float32/int64 matrices).
+the sparse V before and after query expansion (about 8 bytes a non-zero) and one block at a time: about 16 bytes an
+entry of a `block_rows` x (Q+G) block of distances, and at most `_PAIR_BUDGET` query-gallery weight pairs of the
+Jaccard step, about 50 bytes each. Measured by `benchmarks/rerank.py` (defaults, 2048-d clustered unit features, one
+thread; peak resident size over the call, result included): SYSU-MM01 single-shot (3,803 x 301) 18 MB in 0.2 s,
+multi-shot (3,803 x 3,010) 84 MB in 0.5 s, LLCM IR->VIS (7,166 x 3,159) 129 MB in 0.9 s, VIS->IR (3,159 x 8,680)
+175 MB in 1.5 s. The dense algorithm peaks at 20 (Q+G)^2 bytes (the float32 distances and V, the int64 argsort and
+its int32 copy): 321 MB, 885 MB, 2.0 GB and 2.7 GB at those sizes, in 4 to 31 s.
 """
 
 from __future__ import annotations
