@@ -126,20 +126,27 @@ def test_sampler_errors(sysu):
         build_protocol("sysu_al_single", sysu)
 
 
+def noisy_features(protocol, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Query and gallery pool features: each identity's random centre plus noise (so ranks are imperfect)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(1000, 16))
+    return tuple(np.stack([centres[s.pid] + rng.normal(scale=1.5, size=16) for s in pool])
+                 for pool in (protocol.query, protocol.gallery))
+
+
+def trial_metrics(protocol, t: int, distances) -> dict:
+    """The metric of one trial, from `distances(query_features, gallery_features)` of its pools' rows."""
+    q, g = protocol.query_samples(t), protocol.gallery_samples(t)
+    return evaluate(distances(protocol.trial(t)), [s.pid for s in q], [s.pid for s in g], [s.camid for s in q],
+                    [s.camid for s in g], "dedup_drop_cam2_for_cam3")
+
+
 def test_run_trials_averages_per_trial_evaluations(sysu):
     protocol = SYSUProtocol(sysu, num_trials=3)
-    rng = np.random.default_rng(0)
-    centres = rng.normal(size=(1000, 16))
-    qf = np.stack([centres[s.pid] + rng.normal(scale=1.5, size=16) for s in protocol.query])
-    gf = np.stack([centres[s.pid] + rng.normal(scale=1.5, size=16) for s in protocol.gallery])
+    qf, gf = noisy_features(protocol, 0)
     result = run_trials(protocol, qf, gf)
-    per = []
-    for t in range(3):
-        split = protocol.trial(t)
-        q, g = protocol.query_samples(t), protocol.gallery_samples(t)
-        per.append(evaluate(feature_distance(qf[split.query_index], gf[split.gallery_index]),
-                            [s.pid for s in q], [s.pid for s in g], [s.camid for s in q], [s.camid for s in g],
-                            "dedup_drop_cam2_for_cam3"))
+    per = [trial_metrics(protocol, t, lambda split: feature_distance(qf[split.query_index], gf[split.gallery_index]))
+           for t in range(3)]
     assert result["R1"] == pytest.approx(np.mean([r["cmc"][0] for r in per]))
     assert result["R10"] == pytest.approx(np.mean([r["cmc"][9] for r in per]))
     assert result["mAP"] == pytest.approx(np.mean([r["mAP"] for r in per]))
@@ -159,21 +166,16 @@ def test_rerank_is_scored_per_trial_and_reported_beside_the_plain_numbers(sysu):
     from sepgzoo.evaluation.rerank import re_ranking
 
     protocol = SYSUProtocol(sysu, num_trials=2)
-    rng = np.random.default_rng(1)
-    centres = rng.normal(size=(1000, 16))
-    qf = np.stack([centres[s.pid] + rng.normal(scale=1.5, size=16) for s in protocol.query])
-    gf = np.stack([centres[s.pid] + rng.normal(scale=1.5, size=16) for s in protocol.gallery])
+    qf, gf = noisy_features(protocol, 1)
     parameters = {"k1": 5, "k2": 3, "lambda_value": 0.3}
     plain, both = run_trials(protocol, qf, gf), run_trials(protocol, qf, gf, rerank=parameters)
     assert {k: both[k] for k in ("R1", "mAP", "mINP")} == {k: plain[k] for k in ("R1", "mAP", "mINP")}
-    per = []
-    for t in range(2):  # independently: the re-ranking function on this trial's distances, then the metric
-        split = protocol.trial(t)
-        q, g = protocol.query_samples(t), protocol.gallery_samples(t)
-        qt, gt = qf[split.query_index], gf[split.gallery_index]
-        distances = re_ranking(feature_distance(qt, gt), feature_distance(qt, qt), feature_distance(gt, gt), 5, 3, 0.3)
-        per.append(evaluate(distances, [s.pid for s in q], [s.pid for s in g], [s.camid for s in q],
-                            [s.camid for s in g], "dedup_drop_cam2_for_cam3"))
+
+    def reranked(split):  # independently: the re-ranking function on this trial's distances
+        q, g = qf[split.query_index], gf[split.gallery_index]
+        return re_ranking(feature_distance(q, g), feature_distance(q, q), feature_distance(g, g), 5, 3, 0.3)
+
+    per = [trial_metrics(protocol, t, reranked) for t in range(2)]
     assert both["reranked"]["R1"] == pytest.approx(np.mean([r["cmc"][0] for r in per]))
     assert both["reranked"]["mAP"] == pytest.approx(np.mean([r["mAP"] for r in per]))
     assert both["reranked"]["mAP"] != pytest.approx(plain["mAP"])  # it did re-rank
