@@ -159,7 +159,7 @@ def test_an_int8_export_below_the_gate_fails_with_both_numbers_and_leaves_the_ex
     from sepgzoo.errors import UserError
     from sepgzoo.evaluation.deployed import export_int8
 
-    with pytest.raises(UserError, match=r"INT8 accuracy gate: .*int8 sysu_all_single R1 [\d.]+ against fp32 [\d.]+"):
+    with pytest.raises(UserError, match=r"accuracy gate: .*int8 sysu_all_single R1 [\d.]+ against fp32 [\d.]+"):
         export_int8(export, count=8)
     assert {p.name: p.read_bytes() for p in export.iterdir() if p.is_file()} == before
     assert not [p for p in export.parent.iterdir() if p.name.startswith(".")]  # no staging folder left
@@ -175,3 +175,61 @@ def test_bench_infer_times_every_precision_the_export_holds(int8_export):
     assert seen == {(f"onnxruntime {p}", m, b) for p in ("fp32", "int8", "int8-cpu") for m in ("visible", "infrared")
                     for b in (1, 2)}
     assert all(r["device"] == "CPUExecutionProvider" and r["images_per_s"] > 0 for r in rows)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# export --dim: a PCA projection folded into the graphs
+# ---------------------------------------------------------------------------------------------------------------
+def test_projected_graphs_are_the_training_pca_applied_to_the_fp32_embeddings(trained_export, tmp_path):
+    import functools
+    import shutil
+
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from sepgzoo.config import recipe_from_dict
+    from sepgzoo.deploy.ort_runtime import run_on_cpu
+    from sepgzoo.evaluation import deployed
+
+    _, source = trained_export
+    export = Path(shutil.copytree(source, tmp_path / "export"))
+    gate = functools.partial(deployed.gate_precisions, tolerance=100.0)  # the tiny test split: see int8_export
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(deployed, "gate_precisions", gate)
+        record = deployed.export_projection(export, dim=8, count=16, seed=0)
+    assert record["files"]["visible"]["dim8"] == "visible_dim8.onnx" and record["parity"]["infrared"]["dim8"]["passed"]
+    about = record["projections"]["dim8"]
+    assert about["fitted_on"] == {"visible": 16, "infrared": 16} and 0 < about["explained_variance"] < 1
+    assert set(about["gate"]["metrics_percent"]) == {"fp32", "dim8"}
+
+    fitting = deployed.calibration_images(recipe_from_dict(record["recipe"]), tuple(record["input_size"]), 16, 0)
+    full = {m: run_on_cpu(export / record["files"][m]["fp32"], pixels) for m, pixels in fitting.items()}
+    pooled = np.concatenate(list(full.values())).astype(np.float64)
+    centred = pooled - pooled.mean(axis=0)
+    top = np.linalg.eigh(centred.T @ centred)[1][:, ::-1][:, :8]  # independent: eigenvectors of the covariance
+    for modality, pixels in fitting.items():
+        graph = onnx.load(str(export / f"{modality}_dim8.onnx"))
+        weights = {t.name: numpy_helper.to_array(t) for t in graph.graph.initializer}
+        components = weights["pca_components"]
+        np.testing.assert_allclose(components @ components.T, top @ top.T, atol=1e-4)  # the top-8 subspace
+        got = run_on_cpu(export / f"{modality}_dim8.onnx", pixels)
+        y = (full[modality] - pooled.mean(axis=0)) @ components
+        np.testing.assert_allclose(got, y / np.linalg.norm(y, axis=1, keepdims=True), atol=1e-5)
+        assert got.shape == (16, 8)
+    code, out = run_cli("eval", "--model", str(export), "--precision", "dim8", "--json", "--no-record",
+                        stdout_only=True)
+    assert code == 0, out
+    for setting, values in settings(out).items():
+        assert values["mAP"] == pytest.approx(about["gate"]["metrics_percent"]["dim8"][setting]["mAP"], abs=0.01)
+
+
+def test_a_projection_wider_than_its_fitting_images_is_refused_before_anything_is_written(trained_export):
+    from sepgzoo.errors import UserError
+    from sepgzoo.evaluation.deployed import export_projection
+
+    _, export = trained_export
+    before = sorted(p.name for p in export.iterdir())
+    with pytest.raises(UserError, match=r"--dim 64: expected 1 <= K < min\(embedding size \d+, fitting images 32\)"):
+        export_projection(export, dim=64, count=16)
+    assert sorted(p.name for p in export.iterdir()) == before

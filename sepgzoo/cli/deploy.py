@@ -109,18 +109,22 @@ def _default_output(checkpoint: Path, meta: dict[str, Any]) -> Path:
 @click.option("--int8", is_flag=True,
               help="Also write INT8 Q/DQ graphs (int8: TensorRT's symmetric form; int8-cpu: ONNX Runtime's), kept only "
                    "if Rank-1 and mAP stay within 1 point of fp32 on the recipe's test split.")
+@click.option("--dim", type=click.IntRange(min=1), default=None,
+              help="Also write graphs whose embeddings are projected to DIM dimensions (PCA fitted on the training "
+                   "split, folded into the graph), kept only within 1 point of fp32 like --int8.")
 @click.option("--calib-images", type=click.IntRange(min=1), default=256, show_default=True,
-              help="With --int8: calibration images per modality, from the recipe's training split.")
-@click.option("--calib-seed", type=int, default=0, show_default=True, help="With --int8: which images are drawn.")
+              help="With --int8 / --dim: calibration (fitting) images per modality, from the recipe's training split.")
+@click.option("--calib-seed", type=int, default=0, show_default=True,
+              help="With --int8 / --dim: which images are drawn.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="With --int8: recipe overrides for calibration and the gate, e.g. data.root=/data/SYSU-MM01.")
+              help="With --int8 / --dim: recipe overrides for calibration and the gate, e.g. data.root=/data/SYSU-MM01.")
 @click.option("--deepstream", is_flag=True, help="Also write EXPORT/deepstream/: float NCHW graphs, nvinfer and "
                                                  "tracker configs (DeepStream 7.1).")
 @click.option("--triton", "triton_repo", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write a Triton model repository here (ONNX models, plus checked TensorRT plans).")
 @weights_option()
 def export(checkpoint: Path | None, output: Path | None, trt: bool, fp16: bool, max_batch: int,
-           opt_batch: int | None, opset: int, int8: bool, calib_images: int, calib_seed: int,
+           opt_batch: int | None, opset: int, int8: bool, dim: int | None, calib_images: int, calib_seed: int,
            overrides: tuple[str, ...], deepstream: bool, triton_repo: Path | None) -> None:
     """Export a trained model to ONNX (one graph per modality) with parity checks; optionally INT8 graphs, TensorRT
     engines, DeepStream files and a Triton model repository."""
@@ -140,7 +144,18 @@ def export(checkpoint: Path | None, output: Path | None, trt: bool, fp16: bool, 
                        f"{min(parity['min_cosine'].values()):.6f} at batches {parity['batches']} "
                        f"(>= {parity['threshold']})")
     if int8:
-        _export_int8(output, calib_images, calib_seed, overrides)
+        from sepgzoo.evaluation.deployed import export_int8
+
+        _echo_gate(export_int8(output, calib_images, calib_seed, overrides)["int8_gate"])
+    if dim is not None:
+        from sepgzoo.deploy.projection import projection_name
+        from sepgzoo.evaluation.deployed import export_projection
+
+        projection = export_projection(output, dim, calib_images, calib_seed, overrides)["projections"]
+        about = projection[projection_name(dim)]
+        click.echo(f"{projection_name(dim)}: PCA to {dim} of {about['from_dim']} dimensions, explained variance "
+                   f"{about['explained_variance']:.3f}")
+        _echo_gate(about["gate"])
     click.echo(f"{output / 'export.json'}")
     if deepstream:
         from sepgzoo.deploy.contract import parity_images
@@ -170,11 +185,9 @@ def _echo_engines(export_dir: Path, engines: dict[str, Any]) -> None:
                    f"{min(info['parity']['min_cosine'].values()):.6f} (>= {info['parity']['threshold']})")
 
 
-def _export_int8(output: Path, count: int, seed: int, overrides: tuple[str, ...]) -> None:
-    from sepgzoo.evaluation.deployed import export_int8
-
-    record = export_int8(output, count, seed, overrides)
-    gate = record["int8_gate"]["metrics_percent"]
+def _echo_gate(gate: dict[str, Any]) -> None:
+    """Each gated precision's Rank-1 and mAP beside fp32's, per setting."""
+    gate = gate["metrics_percent"]
     for precision in (p for p in gate if p != "fp32"):
         for setting, values in gate[precision].items():
             fp32 = gate["fp32"][setting]

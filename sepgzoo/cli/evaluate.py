@@ -14,8 +14,9 @@ from sepgzoo.cli.zoo import weights_option
               help="Run folder or its model.safetensors; repeat it to average several runs (the 10 RegDB splits).")
 @click.option("--model", "export_dir", type=click.Path(file_okay=False), default=None,
               help="An export folder (sepgzoo export): evaluate the deployed graphs or engines themselves.")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8", "int8-cpu"]), default="fp32",
-              show_default=True, help="With --model: which of the export's graphs (or engines) to evaluate.")
+@click.option("--precision", default="fp32", show_default=True,
+              help="With --model: which of the export's graphs (or engines) to evaluate: fp32, fp16, int8, int8-cpu, "
+                   "or dim<K> (a projected graph of `export --dim K`).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON (percent).")
 @click.option("--plots", type=click.Path(file_okay=False), help="Write cmc.png and tsne.png into this folder.")

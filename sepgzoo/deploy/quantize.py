@@ -86,37 +86,6 @@ def int8_parity(fp32_graph: Path, int8_graph: Path, images: np.ndarray) -> dict[
             "threshold": threshold, "passed": cosine >= threshold}
 
 
-def _label_graph(path: Path, flavour: str, parity: dict[str, Any], quantization: dict[str, Any]) -> None:
-    """The quantized graph's own metadata says what it is and that it passed its check (runtimes read it)."""
-    import json
-    import os
-
-    import onnx
-
-    model = onnx.load(str(path))
-    entries = {entry.key: entry for entry in model.metadata_props}
-    for key, value in (("precision", flavour), ("parity", parity), ("quantization", quantization)):
-        entry = entries.get(f"sepgzoo.{key}") or model.metadata_props.add()
-        entry.key, entry.value = f"sepgzoo.{key}", value if isinstance(value, str) else json.dumps(value)
-    onnx.save(model, str(path.with_suffix(".labelled")))
-    os.replace(path.with_suffix(".labelled"), path)  # a new file, never a write into one that may be shared
-
-
-def _link_tree(source: Path, target: Path) -> None:
-    """Every file of an export folder hard-linked into the staging folder: no copy of large graphs. Safe only because
-    nothing writes into a staged file: a file is replaced by a new one (unlinked first), never rewritten."""
-    import os
-    import shutil
-
-    for item in source.iterdir():
-        if item.name.startswith("."):
-            continue
-        if item.is_dir():
-            shutil.copytree(item, target / item.name, copy_function=os.link)
-        else:
-            os.link(item, target / item.name)
-
-
 def add_int8(export_dir: str | Path, calibration: dict[str, np.ndarray], seed: int,
              check=None) -> dict[str, Any]:
     """Add both INT8 flavours of both modalities to an export, calibrated on `calibration` (modality -> uint8
@@ -126,34 +95,26 @@ def add_int8(export_dir: str | Path, calibration: dict[str, np.ndarray], seed: i
         check: `check(staged_export_dir) -> dict` run on the complete staged export (the accuracy gate); it raises
             to refuse, and what it returns is recorded as `int8_gate` in export.json.
     """
-    from sepgzoo.deploy.contract import EXPORT_JSON, parity_images, read_export_json
+    from sepgzoo.deploy.contract import parity_images
+    from sepgzoo.deploy.derived import add_graph, new_file, staged_export, write_record
     from sepgzoo.errors import UserError
-    from sepgzoo.utils.atomic import staging_folder, write_json
-    from sepgzoo.utils.hashing import sha256_file
 
-    export_dir = Path(export_dir)
-    record = read_export_json(export_dir)
     quantization = quantization_record({m: len(images) for m, images in calibration.items()}, seed)
-    images = parity_images(8, tuple(record["input_size"]))
-    with staging_folder(export_dir) as staging:
-        _link_tree(export_dir, staging)
+    with staged_export(export_dir) as (staging, record):
+        images = parity_images(8, tuple(record["input_size"]))
         for modality, pixels in calibration.items():
             fp32 = staging / record["files"][modality]["fp32"]
             for flavour in FLAVOURS:
                 name = int8_filename(modality, flavour)
-                (staging / name).unlink(missing_ok=True)  # a link to an earlier export's graph: never write through it
-                quantize_graph(fp32, staging / name, pixels, flavour)
+                quantize_graph(fp32, new_file(staging, name), pixels, flavour)
                 parity = int8_parity(fp32, staging / name, images)
                 if not parity["passed"]:
                     raise UserError(f"{name}: min cosine {parity['min_cosine']} to the fp32 graph is below "
                                     f"{parity['threshold']}; the export is left as it was")
-                _label_graph(staging / name, flavour, parity, quantization)
-                record["files"][modality][flavour] = name
-                record.setdefault("parity", {}).setdefault(modality, {})[flavour] = parity
-                record.setdefault("sha256", {})[name] = sha256_file(staging / name)
+                add_graph(staging, record, modality, flavour, name, parity, quantization=quantization)
         record["quantization"] = quantization
-        write_json(staging / EXPORT_JSON, record)
+        write_record(staging, record)
         if check is not None:
             record["int8_gate"] = check(staging)
-            write_json(staging / EXPORT_JSON, record)
+            write_record(staging, record)
     return record

@@ -21,6 +21,13 @@ DEVICES = {"cpu": ("onnxruntime", "cpu"), "cuda": ("onnxruntime", "cuda"), "tens
 PRECISIONS = ("fp32", "fp16", "int8", "int8-cpu")
 
 
+def check_precision(precision: str) -> None:
+    """A precision an export can hold: PRECISIONS, or a projected graph `dim<K>` (`export --dim K`)."""
+    if precision not in PRECISIONS and not (precision.startswith("dim") and precision[3:].isdigit()):
+        raise UserError(f"--precision {precision!r}: expected one of {list(PRECISIONS)} or dim<K> (a projected "
+                        "graph of `export --dim K`)")
+
+
 def open_deployed(export_dir: str | Path, precision: str = "fp32", device: str = "cpu") -> dict[str, Any]:
     """Both modalities of an export as a deployment opens them (`open_model`: only what passed its checks)."""
     from sepgzoo.deploy.runtime import open_model
@@ -44,8 +51,7 @@ def evaluate_export(export_dir: str | Path, overrides: list[str] | tuple[str, ..
     if "recipe" not in record:
         raise UserError(f"{export_dir / EXPORT_JSON} records no recipe; export a run folder written by "
                         "`sepgzoo train` to evaluate it with its protocol")
-    if precision not in PRECISIONS:
-        raise UserError(f"--precision {precision!r}: expected one of {list(PRECISIONS)}")
+    check_precision(precision)
     recipe = recipe_from_dict(record["recipe"], overrides)
     if recipe.eval.flip:
         raise UserError("eval.flip = true: a deployed graph embeds each image once (no flip TTA); evaluate the "
@@ -63,7 +69,7 @@ def evaluate_export(export_dir: str | Path, overrides: list[str] | tuple[str, ..
             "overrides": list(overrides), "results": results, "versions": {"sepgzoo": __version__}}
 
 
-#: an INT8 graph may lose at most this many points of Rank-1 or mAP against the fp32 graph, on any setting
+#: an INT8 or projected graph may lose at most this many points of Rank-1 or mAP against the fp32 graph, on any setting
 INT8_TOLERANCE_POINTS = 1.0
 GATED_METRICS = {"rank1": "R1", "mAP": "mAP"}  # `summarise` key -> what the message calls it
 
@@ -84,8 +90,8 @@ def gate_precisions(export_dir: str | Path, precisions: tuple[str, ...], overrid
                 for metric, label in GATED_METRICS.items()
                 if reference[metric] - scores[precision][setting][metric] > tolerance]
     if failures:
-        raise UserError(f"INT8 accuracy gate: more than {tolerance:g} point(s) below fp32: {'; '.join(failures)}; "
-                        "the export is left as it was (calibrate on more images with --calib-images)")
+        raise UserError(f"accuracy gate: more than {tolerance:g} point(s) below fp32: {'; '.join(failures)}; "
+                        "the export is left as it was (calibrate or fit on more images with --calib-images)")
     return {"tolerance_points": tolerance, "device": device, "metrics_percent": scores}
 
 
@@ -111,11 +117,27 @@ def export_int8(export_dir: str | Path, count: int = 256, seed: int = 0, overrid
     `gate_precisions` passes on the staged export; returns the new export.json record."""
     from sepgzoo.deploy.quantize import FLAVOURS, add_int8
 
-    record = read_export_json(export_dir)
-    if "recipe" not in record:
-        raise UserError(f"{Path(export_dir) / EXPORT_JSON} records no recipe: INT8 needs the recipe's training split "
-                        "to calibrate and its test split to gate")
-    recipe = recipe_from_dict(record["recipe"], overrides)
+    recipe, record = _recipe_of(export_dir, overrides, "INT8 calibrates on the recipe's training split")
     calibration = calibration_images(recipe, tuple(record["input_size"]), count, seed)
     return add_int8(export_dir, calibration, seed,
                     check=lambda staged: gate_precisions(staged, FLAVOURS, overrides, device))
+
+
+def export_projection(export_dir: str | Path, dim: int, count: int = 256, seed: int = 0,
+                      overrides: list[str] | tuple[str, ...] = (), device: str = "cpu") -> dict[str, Any]:
+    """`export --dim K`: a PCA projection to K dimensions folded into both graphs, fitted on the training split and
+    kept only when `gate_precisions` passes on the staged export; returns the new export.json record."""
+    from sepgzoo.deploy.projection import add_projection, projection_name
+
+    recipe, record = _recipe_of(export_dir, overrides, "--dim fits its projection on the recipe's training split")
+    fitting = calibration_images(recipe, tuple(record["input_size"]), count, seed)
+    return add_projection(export_dir, fitting, dim, seed,
+                          check=lambda staged: gate_precisions(staged, (projection_name(dim),), overrides, device))
+
+
+def _recipe_of(export_dir: str | Path, overrides, why: str):
+    """(the export's recipe with `overrides`, its export.json record); UserError when it records none."""
+    record = read_export_json(export_dir)
+    if "recipe" not in record:
+        raise UserError(f"{Path(export_dir) / EXPORT_JSON} records no recipe: {why} and gates on its test split")
+    return recipe_from_dict(record["recipe"], overrides), record
