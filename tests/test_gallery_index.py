@@ -112,6 +112,17 @@ def test_bad_input_is_refused_in_one_line(vectors, paths, kwargs, message):
         GalleryIndex.from_embeddings(vectors, paths, META, **kwargs)
 
 
+def test_gpu_search_is_refused_in_one_line_where_faiss_has_no_gpu(gallery, tmp_path):
+    import faiss
+
+    vectors, paths = gallery
+    GalleryIndex.from_embeddings(vectors, paths, META).save(tmp_path / "exact")
+    if faiss.get_num_gpus():
+        pytest.skip("a GPU build of FAISS with a GPU: the refusal cannot happen here")
+    with pytest.raises(UserError, match="no GPU FAISS here"):
+        GalleryIndex.open(tmp_path / "exact", gpu=True)
+
+
 def test_a_changed_index_file_and_an_existing_folder_are_refused(gallery, tmp_path):
     vectors, paths = gallery
     index = GalleryIndex.from_embeddings(vectors, paths, META)

@@ -211,9 +211,10 @@ class GalleryIndex:
         return path
 
     @classmethod
-    def open(cls, path: str | Path, mmap: bool = False, verify: bool = True) -> GalleryIndex:
+    def open(cls, path: str | Path, mmap: bool = False, verify: bool = True, gpu: bool = False) -> GalleryIndex:
         """Open an index folder. `mmap`: map the index file instead of reading it (read-only; for galleries larger
-        than memory). `verify`: check both files against the sha256 that index.json records."""
+        than memory). `verify`: check both files against the sha256 that index.json records. `gpu`: search an exact
+        index on every GPU (a GPU build of FAISS; read-only here, the folder keeps the CPU index)."""
         faiss = import_faiss()
         path = Path(path)
         meta = read_json(path / META_FILE, INDEX_FORMAT, " (a gallery index written by `sepgzoo index build`)")
@@ -230,7 +231,7 @@ class GalleryIndex:
         if index.ntotal != len(paths) or index.d != meta["embedding_dim"]:
             raise UserError(f"{path}: the index holds {index.ntotal} vectors of dimension {index.d} but {META_FILE} "
                             f"records {len(paths)} paths of dimension {meta['embedding_dim']}; build it again")
-        opened = cls(index, paths, meta, read_only=mmap)
+        opened = cls(_on_gpus(index, meta["kind"]) if gpu else index, paths, meta, read_only=mmap or gpu)
         opened._apply_search_parameters()
         return opened
 
@@ -248,6 +249,19 @@ class GalleryIndex:
             faiss = import_faiss()
             faiss.downcast_index(self.index.base_index).nprobe = int(self.metadata["parameters"]["nprobe"])
             self.index.k_factor = float(self.metadata["parameters"]["k_factor"])
+
+
+def _on_gpus(index, kind: str):
+    """The exact index copied to every GPU (FAISS's `index_cpu_to_all_gpus`); refused without a GPU build or for the
+    approximate kind, whose re-scoring step has no GPU version."""
+    faiss = import_faiss()
+    if kind != "exact":
+        raise UserError(f"an {kind} index is searched on the CPU; only the exact kind runs on GPUs")
+    gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+    if not gpus:
+        raise UserError("no GPU FAISS here (faiss-cpu, or no CUDA device): install faiss-gpu instead of faiss-cpu, or "
+                        "search on the CPU")
+    return faiss.index_cpu_to_all_gpus(index)
 
 
 def describe_model(model) -> dict[str, Any]:
