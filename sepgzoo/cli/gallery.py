@@ -20,21 +20,22 @@ def index() -> None:
 @click.option("--gallery", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Directory of gallery images (searched recursively).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="New index folder.")
-@click.option("--kind", type=click.Choice(["exact", "ivfpq"]), default="exact", show_default=True,
-              help="exact: every image scored; ivfpq: approximate, for galleries of millions.")
-@click.option("--nlist", type=click.IntRange(min=1), default=None, help="ivfpq: inverted lists [sqrt(count)].")
-@click.option("--m", "m", type=click.IntRange(min=1), default=None,
-              help="ivfpq: bytes per code (sub-quantizers; divides the dimension) [dimension / 16].")
-@click.option("--nprobe", type=click.IntRange(min=1), default=None,
-              help="ivfpq: lists searched per query [nlist / 32, at least 8].")
-def build(checkpoint, model_path, device, batch_size, modality, gallery, out, kind, nlist, m, nprobe) -> None:
+@click.option("--kind", type=click.Choice(["exact", "hnsw"]), default="exact", show_default=True,
+              help="exact: every image scored; hnsw: approximate, for galleries of millions.")
+@click.option("--m", "m", type=click.IntRange(min=2), default=None, help="hnsw: graph neighbours per image [32].")
+@click.option("--ef-construction", type=click.IntRange(min=1), default=None,
+              help="hnsw: candidates while linking an image [40].")
+@click.option("--ef-search", type=click.IntRange(min=1), default=None,
+              help="hnsw: candidates per query (more: slower, closer to exact) [64].")
+def build(checkpoint, model_path, device, batch_size, modality, gallery, out, kind, m, ef_construction,
+          ef_search) -> None:
     """Embed every image under --gallery once and write the index folder --out (refused if it exists)."""
     from sepgzoo.deploy.gallery_index import GalleryIndex
 
     if out.exists():
         raise click.UsageError(f"--out {out} exists: choose a new folder, or add images with `sepgzoo index add`")
     model = backends(checkpoint, model_path, device, batch_size)(modality)
-    parameters = {"nlist": nlist, "m": m, "nprobe": nprobe} if kind == "ivfpq" else {}
+    parameters = {"m": m, "ef_construction": ef_construction, "ef_search": ef_search} if kind == "hnsw" else {}
     built = GalleryIndex.build(model, gallery, weights_sha256(checkpoint, model_path), kind, batch_size, **parameters)
     built.save(out)
     click.echo(f"{out}: {len(built)} {modality.value} images, kind {kind} {built.metadata['parameters'] or ''}".rstrip())

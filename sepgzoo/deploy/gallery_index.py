@@ -8,12 +8,12 @@ An index is a folder:
   them, the modality, the embedding dimension, the preprocessing contract, the index kind and its parameters, the
   count, the sha256 of the two files above, and the history of builds and additions.
 
-Kinds: `exact` (`IndexFlatIP`, every row scored) and `ivfpq`, the approximate kind for galleries of millions: an
-inverted file of `nlist` lists whose rows are product-quantized codes of `m` bytes; `nprobe` lists are scanned per
-query, and the `k_factor * k` best candidates are re-scored with 8-bit scalar-quantized copies of the rows
-(`Refine(SQ8)`, a quarter of float32's memory). Without that re-scoring, the PQ codes alone reorder the near-ties
-inside one identity's images and found about 60% of the exact top 10 on clustered embeddings
-(benchmarks/results/gallery-index). A folder is written whole, atomically (`staging_folder`): a reader sees
+Kinds: `exact` (`IndexFlatIP`, every row scored) and `hnsw`, the approximate kind for galleries of millions: a
+hierarchical navigable small-world graph (`m` neighbours per row) over 8-bit scalar-quantized rows (a quarter of
+float32's memory), searched with a candidate list of `ef_search`. Chosen on measurements
+(benchmarks/results/gallery-index): on clustered 6144-d embeddings an inverted file (IVF-PQ, with the PQ shortlist
+re-scored) had to scan 128 of its 316 lists to find 96% of the exact top 10 at 10^5 vectors, 2x faster than exact
+search, because an identity's images scatter over the lists; the graph links each image to its nearest ones. A folder is written whole, atomically (`staging_folder`): a reader sees
 the index before an addition or after it, never half of one. `GalleryIndex.open(path, mmap=True)` maps the index
 file instead of reading it, so a gallery larger than memory can be searched; a mapped index is read-only.
 
@@ -37,7 +37,7 @@ from sepgzoo.utils.hashing import sha256_file
 
 INDEX_FORMAT = "sepgzoo-gallery-index/1"
 INDEX_FILE, PATHS_FILE, META_FILE = "index.faiss", "paths.json", "index.json"
-KINDS = ("exact", "ivfpq")
+KINDS = ("exact", "hnsw")
 #: unit-norm rows: a norm further than this from 1 means the vectors are not this model's embeddings
 NORM_TOLERANCE = 1e-3
 
@@ -50,20 +50,11 @@ def import_faiss():
     return faiss
 
 
-def ivfpq_parameters(count: int, dim: int, nlist: int | None = None, m: int | None = None, nbits: int = 8,
-                     nprobe: int | None = None, k_factor: int = 10) -> dict[str, int]:
-    """Defaults for the approximate kind: sqrt(count) lists, a code of dim / 16 bytes (16 dimensions per
-    sub-quantizer), 8 bits per sub-quantizer, 1/32 of the lists probed (at least 8), 10 k candidates re-scored."""
-    nlist = nlist or int(max(1, min(65536, round(np.sqrt(count)))))
-    m = m or _divisor_at_most(dim, max(1, dim // 16))
-    if dim % m:
-        raise UserError(f"ivfpq: m = {m} sub-quantizers must divide the embedding dimension {dim}")
-    nprobe = nprobe or min(nlist, max(8, nlist // 32))
-    return {"nlist": nlist, "m": m, "nbits": nbits, "nprobe": nprobe, "k_factor": k_factor, "refine": "SQ8"}
-
-
-def _divisor_at_most(n: int, bound: int) -> int:
-    return max(d for d in range(1, bound + 1) if n % d == 0)
+def hnsw_parameters(m: int | None = None, ef_construction: int | None = None,
+                    ef_search: int | None = None) -> dict[str, Any]:
+    """The approximate kind's parameters: `m` graph neighbours per row (32), `ef_construction` candidates while
+    linking a row (40), `ef_search` candidates per query (64); rows stored as 8-bit scalar codes."""
+    return {"m": m or 32, "ef_construction": ef_construction or 40, "ef_search": ef_search or 64, "storage": "SQ8"}
 
 
 def _new_faiss_index(kind: str, vectors: np.ndarray, parameters: dict[str, Any]):
@@ -72,14 +63,9 @@ def _new_faiss_index(kind: str, vectors: np.ndarray, parameters: dict[str, Any])
     dim = vectors.shape[1]
     if kind == "exact":
         return faiss.IndexFlatIP(dim)
-    needed = max(parameters["nlist"], 2 ** parameters["nbits"])
-    if len(vectors) < needed:
-        raise UserError(f"ivfpq with nlist={parameters['nlist']}, nbits={parameters['nbits']} is trained on the first "
-                        f"vectors and needs at least {needed} of them, got {len(vectors)}: use kind 'exact' for a "
-                        "gallery this small")
-    index = faiss.index_factory(dim, f"IVF{parameters['nlist']},PQ{parameters['m']}x{parameters['nbits']},"
-                                f"Refine({parameters['refine']})", faiss.METRIC_INNER_PRODUCT)
-    index.train(vectors)
+    index = faiss.index_factory(dim, f"HNSW{parameters['m']},{parameters['storage']}", faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = int(parameters["ef_construction"])
+    index.train(vectors)  # the 8-bit codes' per-dimension ranges
     return index
 
 
@@ -113,7 +99,7 @@ class GalleryIndex:
     def from_embeddings(cls, vectors: np.ndarray, paths: Sequence[str | Path], metadata: dict[str, Any] | None = None,
                         kind: str = "exact", **parameters: int | None) -> GalleryIndex:
         """Index any unit-norm embeddings. `metadata` should name `model_sha256` and `modality` (searches check them);
-        `parameters` are the kind's (`ivfpq`: nlist, m, nbits, nprobe; defaults from `ivfpq_parameters`)."""
+        `parameters` are the kind's (`hnsw`: m, ef_construction, ef_search; defaults from `hnsw_parameters`)."""
         if kind not in KINDS:
             raise UserError(f"index kind {kind!r}: expected one of {list(KINDS)}")
         vectors = check_vectors(vectors)
@@ -122,7 +108,7 @@ class GalleryIndex:
             raise UserError(f"{len(vectors)} vectors but {len(paths)} paths: expected one path per row")
         if len(set(paths)) != len(paths):
             raise UserError("the same path is given twice: each gallery image is indexed once")
-        params = ivfpq_parameters(len(vectors), vectors.shape[1], **parameters) if kind == "ivfpq" else {}
+        params = hnsw_parameters(**parameters) if kind == "hnsw" else {}
         index = _new_faiss_index(kind, vectors, params)
         index.add(vectors)
         meta = {"format": INDEX_FORMAT, **(metadata or {}), "embedding_dim": int(vectors.shape[1]), "kind": kind,
@@ -224,8 +210,8 @@ class GalleryIndex:
                     raise UserError(f"{path / name} is not the file {path / META_FILE} records (sha256 differs): "
                                     "the index was changed outside sepgzoo; build it again")
         flags = 0
-        if mmap:  # flat codes and inverted lists are mapped by different flags
-            flags = (faiss.IO_FLAG_MMAP_IFC if meta["kind"] == "exact" else faiss.IO_FLAG_MMAP) | faiss.IO_FLAG_READ_ONLY
+        if mmap:  # the rows (flat float32 or 8-bit codes) are mapped; an HNSW graph is read
+            flags = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
         index = faiss.read_index(str(path / INDEX_FILE), flags)
         paths = json.loads((path / PATHS_FILE).read_text())
         if index.ntotal != len(paths) or index.d != meta["embedding_dim"]:
@@ -235,20 +221,16 @@ class GalleryIndex:
         opened._apply_search_parameters()
         return opened
 
-    def set_search(self, nprobe: int | None = None, k_factor: int | None = None) -> None:
+    def set_search(self, ef_search: int) -> None:
         """Change the approximate kind's search effort (recorded in `metadata`, saved with the index)."""
-        if self.metadata["kind"] != "ivfpq":
-            raise UserError(f"nprobe and k_factor belong to the ivfpq kind; this index is {self.metadata['kind']}")
-        for key, value in (("nprobe", nprobe), ("k_factor", k_factor)):
-            if value is not None:
-                self.metadata["parameters"][key] = int(value)
+        if self.metadata["kind"] != "hnsw":
+            raise UserError(f"ef_search belongs to the hnsw kind; this index is {self.metadata['kind']}")
+        self.metadata["parameters"]["ef_search"] = int(ef_search)
         self._apply_search_parameters()
 
     def _apply_search_parameters(self) -> None:
-        if self.metadata["kind"] == "ivfpq":
-            faiss = import_faiss()
-            faiss.downcast_index(self.index.base_index).nprobe = int(self.metadata["parameters"]["nprobe"])
-            self.index.k_factor = float(self.metadata["parameters"]["k_factor"])
+        if self.metadata["kind"] == "hnsw":
+            self.index.hnsw.efSearch = int(self.metadata["parameters"]["ef_search"])
 
 
 def _on_gpus(index, kind: str):
