@@ -194,3 +194,18 @@ def test_another_models_queries_and_an_existing_folder_are_refused(export_dir, t
     result = invoke("index", "add", tmp_path / "idx", tmp_path / "gallery", "--model", export_dir)
     assert result.exit_code == 1 and "b" * 64 in result.output
     assert {p.name: p.read_bytes() for p in (tmp_path / "idx").iterdir()} == before
+
+
+def test_index_build_hnsw_records_its_parameters_and_searches(export_dir, tmp_path):
+    write_images(tmp_path / "gallery", 4, seed=0)
+    (query,) = write_images(tmp_path / "q", 1, seed=7)
+    result = invoke("index", "build", "--model", export_dir, "--modality", "visible", "--gallery", tmp_path / "gallery",
+                    "--out", tmp_path / "idx", "--kind", "hnsw", "--m", 8, "--ef-search", 8)
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "idx" / META_FILE).read_text())
+    assert meta["kind"] == "hnsw" and meta["parameters"]["m"] == 8 and meta["parameters"]["ef_search"] == 8
+    result = invoke("search", "--index", tmp_path / "idx", "--model", export_dir, "--query", query,
+                    "--query-modality", "visible", "--top-k", 4, "--json")
+    assert result.exit_code == 0, result.output
+    matches = json.loads(result.output)["results"][0]["matches"]
+    assert len(matches) == 4 and [m["cosine"] for m in matches] == sorted((m["cosine"] for m in matches), reverse=True)
