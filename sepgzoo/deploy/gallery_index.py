@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -146,11 +147,11 @@ class GalleryIndex:
             raise UserError("this index was opened memory-mapped (read-only): open it with mmap=False to add to it")
         vectors = check_vectors(vectors, self.dim)
         paths = [str(p) for p in paths]
-        repeated = sorted(set(paths) & set(self.paths)) or sorted(p for p in set(paths) if paths.count(p) > 1)
-        if repeated:
-            raise UserError(f"{repeated[0]} is already in the index: each gallery image is indexed once")
         if len(paths) != len(vectors):
             raise UserError(f"{len(vectors)} vectors but {len(paths)} paths: expected one path per row")
+        repeated = sorted(set(paths) & set(self.paths)) or [p for p, n in Counter(paths).items() if n > 1]
+        if repeated:
+            raise UserError(f"{repeated[0]} is already in the index: each gallery image is indexed once")
         self.index.add(vectors)
         self.paths.extend(paths)
         self.metadata["count"] = len(self.paths)
