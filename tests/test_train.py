@@ -296,14 +296,20 @@ def test_eval_averages_one_run_per_regdb_split(trained_run, tmp_path, regdb_root
         meta["recipe"]["data"].update(dataset="regdb", trial=split, root=str(regdb_root))
         (run / "model.json").write_text(json.dumps(meta))
         runs.append(run)
-    singles = [json.loads(run_cli("eval", "--checkpoint", str(r), "--json", stdout_only=True)[1]) for r in runs]
-    code, out = run_cli("eval", "--checkpoint", str(runs[0]), "--checkpoint", str(runs[1]), "--json",
+    rerank = ("--set", "eval.rerank=true")
+    singles = [json.loads(run_cli("eval", "--checkpoint", str(r), *rerank, "--json", stdout_only=True)[1])
+               for r in runs]
+    code, out = run_cli("eval", "--checkpoint", str(runs[0]), "--checkpoint", str(runs[1]), *rerank, "--json",
                         stdout_only=True)
     assert code == 0, out
     both = json.loads(out)
     assert both["options"]["split"] == [1, 2] and both["options"]["averaged_runs"] == 2
     for key in ("rank1", "mAP", "mINP"):
         assert both[key] == pytest.approx((singles[0][key] + singles[1][key]) / 2, abs=0.011)
+        for name in (n for n in both["settings"] if n.endswith(" re-ranked")):  # re-ranked rows: averaged the same way
+            assert both["settings"][name][key] == pytest.approx(
+                (singles[0]["settings"][name][key] + singles[1]["settings"][name][key]) / 2, abs=0.011)
+    assert any(n.endswith(" re-ranked") for n in both["settings"])
     assert singles[0]["mAP"] != singles[1]["mAP"]  # two different splits, so the average means something
 
 

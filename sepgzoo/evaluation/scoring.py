@@ -13,7 +13,7 @@ from sepgzoo.data.protocols import Protocol, build_protocol
 from sepgzoo.data.registry import get_dataset
 from sepgzoo.data.sources import open_dataset
 from sepgzoo.errors import UserError
-from sepgzoo.evaluation.trials import average_results, run_trials
+from sepgzoo.evaluation.trials import average_reranked, average_results, run_trials
 from sepgzoo.utils.hashing import sha256_file
 from sepgzoo.version import __version__
 
@@ -120,5 +120,7 @@ def average_reports(reports: list[dict[str, Any]], paths: list[str | Path] | tup
             options["split"] = [r["options"]["split"] for r in per_run]
         options["averaged_runs"] = len(per_run)
         results[name] = average_results(per_run, name, options)
+        if all("reranked" in r for r in per_run):  # each run re-ranked its own split: averaged the same way
+            results[name]["reranked"] = average_reranked(per_run, name, options)
     return {**{k: v for k, v in reports[0].items() if k != "results"}, "results": results,
             "runs": [str(p) for p in paths], "selection": ", ".join(sorted({r["selection"] for r in reports}))}

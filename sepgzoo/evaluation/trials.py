@@ -8,6 +8,7 @@ import numpy as np
 from sepgzoo.data.protocols import Protocol
 from sepgzoo.errors import UserError
 from sepgzoo.evaluation.metrics import evaluate, feature_distance
+from sepgzoo.evaluation.rerank import rerank_features
 
 REPORTED_RANKS = (1, 5, 10, 20)
 
@@ -45,9 +46,15 @@ def run_trials(protocol: Protocol, query_features: np.ndarray, gallery_features:
     options = {**protocol.options, "evaluated_trials": trials, "rerank": _rerank_label(rerank)}
     result = average_results(per_trial, protocol.name, options)
     if rerank:
-        reranked = average_results([r["reranked"] for r in per_trial], protocol.name, options)
-        result["reranked"] = {k: v for k, v in reranked.items() if k not in ("per_trial", "options")}
+        result["reranked"] = average_reranked(per_trial, protocol.name, options)
     return result
+
+
+def average_reranked(per_trial: list[dict], name: str, options: dict) -> dict:
+    """The mean of the trials' (or runs') re-ranked results, without their per-trial lists and options (the plain
+    result beside it holds those)."""
+    reranked = average_results([r["reranked"] for r in per_trial], name, options)
+    return {k: v for k, v in reranked.items() if k not in ("per_trial", "options")}
 
 
 def _rerank_label(rerank: dict | None) -> dict | bool:
@@ -65,8 +72,6 @@ def _one_trial(protocol: Protocol, t: int, query_features: np.ndarray, gallery_f
               np.array([s.camid for s in query]), np.array([s.camid for s in gallery]))
     scored = _scores(evaluate(feature_distance(q, g), *labels, rule=protocol.metric, max_rank=max_rank))
     if rerank:
-        from sepgzoo.evaluation.rerank import rerank_features
-
         reranked = evaluate(rerank_features(q, g, **rerank), *labels, rule=protocol.metric, max_rank=max_rank)
         scored["reranked"] = {"trial": t, **_scores(reranked), "num_query": len(query), "num_gallery": len(gallery)}
     return {"trial": t, **scored, "num_query": len(query), "num_gallery": len(gallery)}
