@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from gallery_index import CHUNK, K, OUT, chunk, images
+from gallery_index import CHUNK, OUT, K, chunk, images
 
 from sepgzoo.deploy.gallery_index import import_faiss
 

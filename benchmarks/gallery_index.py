@@ -148,13 +148,15 @@ def write_report(results: list[dict], command: str) -> None:
                                                         platform.machine(), "results": results}, indent=1))
     lines = ["# Gallery index: exact vs hnsw", "", f"`{command}` (2-core CPU, 24 GB; the data are generated in "
              "chunks, see the script's docstring)", "",
-             "| vectors | dim | exact FAISS ms/query | exact numpy ms/query | hnsw ef_search | hnsw ms/query (batched / "
-             "single) | speed-up vs exact FAISS | recall@10 | 1-recall@10 | hnsw build s | bytes/vector exact, hnsw |",
+             "| vectors | dim | exact FAISS ms/query | exact numpy ms/query | hnsw ef_search | hnsw ms/query "
+             "(batched / single) | speed-up vs exact FAISS | recall@10 | 1-recall@10 | hnsw build s | bytes/vector "
+             "exact, hnsw |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         exact = r["exact_ms_per_query_batched"]
         for a in r["approximate"]:
-            lines.append(f"| {r['n']:,} | {r['dim']} | {exact['faiss']:.1f} | {exact['numpy']:.1f} | {a['ef_search']} | "
+            lines.append(f"| {r['n']:,} | {r['dim']} | {exact['faiss']:.1f} | {exact['numpy']:.1f} | "
+                         f"{a['ef_search']} | "
                          f"{a['ms_per_query_batched']:.2f} / {a['ms_per_query_single']:.2f} | "
                          f"{exact['faiss'] / a['ms_per_query_batched']:.0f}x | {a['recall_at_10']:.3f} | "
                          f"{a['one_recall_at_10']:.3f} | {r['hnsw_build_s']:.0f} | {r['exact_bytes_per_vector']}, "

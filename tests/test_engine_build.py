@@ -171,7 +171,8 @@ def test_engine_build_with_tensorrt_publishes_int8_engines_under_their_own_name(
     def build(onnx_path, engine_path, modality, input_size, max_batch, opt_batch, precision, **kwargs):
         built.append((Path(onnx_path).name, precision))
         Path(engine_path).write_bytes(b"engine")
-        return {"modality": modality.value, "precision": precision, **PLATFORM, "engine_sha256": sha256_file(engine_path)}
+        return {"modality": modality.value, "precision": precision, **PLATFORM,
+                "engine_sha256": sha256_file(engine_path)}
 
     monkeypatch.setattr(trt_build, "tensorrt_missing", lambda: None)
     monkeypatch.setattr(trt_build, "build_engine", build)
@@ -182,7 +183,8 @@ def test_engine_build_with_tensorrt_publishes_int8_engines_under_their_own_name(
     assert built == [("visible_int8.onnx", "int8"), ("infrared_int8.onnx", "int8")]
     record = json.loads((export / EXPORT_JSON).read_text())["tensorrt"]["int8"]
     # checked against the fp32 graph with the INT8 wiring threshold, the one the Q/DQ graphs passed
-    assert record["visible"]["parity"]["reference"] == "visible.onnx" and record["visible"]["parity"]["threshold"] == 0.95
+    parity = record["visible"]["parity"]
+    assert parity["reference"] == "visible.onnx" and parity["threshold"] == 0.95
     assert "visible_int8.plan: TensorRT x int8 on Fake GPU" in result.output
     assert (export / "visible_int8.plan").is_file() and (export / "visible_int8.plan.json").is_file()
 

@@ -76,4 +76,5 @@ def test_checked_engines_of_every_precision_become_plan_models(export_dir, tmp_p
     assert models == ["sepg_visible", "sepg_visible_trt", "sepg_visible_trt_int8", "sepg_infrared"]
     config = parse(tmp_path / "repo" / "sepg_visible_trt_int8" / "config.pbtxt")
     assert config.platform == "tensorrt_plan" and config.name == "sepg_visible_trt_int8"
-    assert (tmp_path / "repo" / "sepg_visible_trt_int8" / "1" / "model.plan").read_bytes() == b"checked visible_int8.plan"
+    plan = tmp_path / "repo" / "sepg_visible_trt_int8" / "1" / "model.plan"
+    assert plan.read_bytes() == b"checked visible_int8.plan"

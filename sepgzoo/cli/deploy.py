@@ -117,7 +117,8 @@ def _default_output(checkpoint: Path, meta: dict[str, Any]) -> Path:
 @click.option("--calib-seed", type=int, default=0, show_default=True,
               help="With --int8 / --dim: which images are drawn.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="With --int8 / --dim: recipe overrides for calibration and the gate, e.g. data.root=/data/SYSU-MM01.")
+              help="With --int8 / --dim: recipe overrides for calibration and the gate, e.g. "
+                   "data.root=/data/SYSU-MM01.")
 @click.option("--deepstream", is_flag=True, help="Also write EXPORT/deepstream/: float NCHW graphs, nvinfer and "
                                                  "tracker configs (DeepStream 7.1).")
 @click.option("--triton", "triton_repo", type=click.Path(file_okay=False, path_type=Path), default=None,

@@ -38,7 +38,8 @@ def build(checkpoint, model_path, device, batch_size, modality, gallery, out, ki
     parameters = {"m": m, "ef_construction": ef_construction, "ef_search": ef_search} if kind == "hnsw" else {}
     built = GalleryIndex.build(model, gallery, weights_sha256(checkpoint, model_path), kind, batch_size, **parameters)
     built.save(out)
-    click.echo(f"{out}: {len(built)} {modality.value} images, kind {kind} {built.metadata['parameters'] or ''}".rstrip())
+    parameters = built.metadata["parameters"] or ""
+    click.echo(f"{out}: {len(built)} {modality.value} images, kind {kind} {parameters}".rstrip())
 
 
 @index.command("add")

@@ -14,8 +14,11 @@ float32's memory), searched with a candidate list of `ef_search`. Chosen on meas
 (benchmarks/results/gallery-index): on clustered 6144-d embeddings an inverted file (IVF-PQ, with the PQ shortlist
 re-scored) had to scan 128 of its 316 lists to find 96% of the exact top 10 at 10^5 vectors, 2x faster than exact
 search, because an identity's images scatter over the lists, where the graph found 95% at ef_search 64. At 10^6
-such vectors the graph's recall falls too (0.37 at ef_search 64): check it on your own embeddings (docs/retrieval.md). A folder is written whole, atomically (`staging_folder`): a reader sees
-the index before an addition or after it, never half of one. `GalleryIndex.open(path, mmap=True)` maps the index
+such vectors the graph's recall falls too (0.37 at ef_search 64): check it on your own embeddings
+(docs/retrieval.md).
+
+A folder is written whole, atomically (`staging_folder`): a reader sees the index before an addition or after it,
+never half of one. `GalleryIndex.open(path, mmap=True)` maps the index
 file instead of reading it, so a gallery larger than memory can be searched; a mapped index is read-only.
 
 Torch-free (numpy, faiss): it runs beside the ONNX Runtime / TensorRT runtimes on a machine without PyTorch.

@@ -205,7 +205,8 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, modality: str |
             tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
     return {"format": ENGINE_FORMAT, "modality": as_modality(modality).value, **platform,
             "precision": precision,
-            "strongly_typed": strongly_typed(precision), "onnx": Path(onnx_path).name, "onnx_sha256": sha256_file(onnx_path),
+            "strongly_typed": strongly_typed(precision), "onnx": Path(onnx_path).name,
+            "onnx_sha256": sha256_file(onnx_path),
             "profile": {"min": 1, "opt": opt, "max": max_batch}, "input_size": list(input_size),
             "workspace_mib": workspace_mib, "engine_sha256": sha256_file(engine_path)}
 

@@ -2,7 +2,6 @@
 
 from typing import Any
 
-
 RERANKED = " re-ranked"  # the label of every re-ranked row, in JSON keys and printed tables
 
 
