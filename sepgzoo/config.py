@@ -145,10 +145,10 @@ DOMAINS: dict[str, tuple[str, Any]] = {
     "loss.cross_centre": _at_least(0), "loss.margin": _at_least(0), "loss.label_smoothing": _FRACTION_BELOW_ONE,
     "optim.lr": _above(0), "optim.backbone_lr_mult": _at_least(0), "optim.momentum": _FRACTION_BELOW_ONE,
     "optim.weight_decay": _at_least(0), "optim.gamma": _above(0), "optim.warmup_epochs": _at_least(0),
-    "eval.rerank_k1": _at_least(1), "eval.rerank_k2": _at_least(1), "eval.rerank_lambda": _PROBABILITY,
     "train.epochs": _at_least(1), "train.seed": _at_least(0), "train.iters_per_epoch": _at_least(0),
     "train.dist_timeout_s": _above(0),
     "eval.trials": _at_least(1), "eval.batch_size": _at_least(1),
+    "eval.rerank_k1": _at_least(1), "eval.rerank_k2": _at_least(1), "eval.rerank_lambda": _PROBABILITY,
 }
 
 

@@ -233,3 +233,19 @@ def test_a_projection_wider_than_its_fitting_images_is_refused_before_anything_i
     with pytest.raises(UserError, match=r"--dim 64: expected 1 <= K < min\(embedding size \d+, fitting images 32\)"):
         export_projection(export, dim=64, count=16)
     assert sorted(p.name for p in export.iterdir()) == before
+
+
+def test_a_derived_graph_that_fails_its_parity_check_leaves_the_export_as_it_was(trained_export, monkeypatch):
+    """The one refusal every derived graph (INT8, projected) goes through before it is labelled and recorded."""
+    from sepgzoo.deploy import projection
+    from sepgzoo.errors import UserError
+    from sepgzoo.evaluation.deployed import export_projection
+
+    _, export = trained_export
+    before = {p.name: p.read_bytes() for p in export.iterdir() if p.is_file()}
+    failed = {"reference": "numpy projection", "min_cosine": {"8": 0.12}, "threshold": 0.9999, "passed": False}
+    monkeypatch.setattr(projection, "projection_parity", lambda *args: failed)
+    with pytest.raises(UserError, match=r"visible_dim4\.onnx: min cosine \{'8': 0\.12\} against the numpy projection "
+                                        r"is below 0\.9999; the export is left as it was"):
+        export_projection(export, dim=4, count=8)
+    assert {p.name: p.read_bytes() for p in export.iterdir() if p.is_file()} == before

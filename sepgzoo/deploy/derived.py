@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sepgzoo.deploy.contract import EXPORT_JSON, METADATA_PREFIX, read_export_json
+from sepgzoo.deploy.contract import EXPORT_JSON, METADATA_PREFIX, passed_check, read_export_json
+from sepgzoo.errors import UserError
 from sepgzoo.utils.atomic import staging_folder, write_json
 from sepgzoo.utils.hashing import sha256_file
 
@@ -40,7 +41,15 @@ def new_file(staging: Path, name: str) -> Path:
 
 def add_graph(staging: Path, record: dict[str, Any], modality: str, precision: str, name: str,
               parity: dict[str, Any], **metadata: Any) -> None:
-    """Label a written graph (its precision, its passed check, `metadata`) and record it in `record`."""
+    """Label a written graph (its precision, its passed check, `metadata`) and record it in `record`.
+
+    Raises:
+        UserError naming the graph, its min cosine, its reference and the threshold when `parity` did not pass:
+        the staged export is then dropped and the export left as it was.
+    """
+    if not passed_check(parity):
+        raise UserError(f"{name}: min cosine {parity['min_cosine']} against the {parity['reference']} is below "
+                        f"{parity['threshold']}; the export is left as it was")
     label_graph(staging / name, {"precision": precision, "parity": parity, **metadata})
     record["files"][modality][precision] = name
     record.setdefault("parity", {}).setdefault(modality, {})[precision] = parity

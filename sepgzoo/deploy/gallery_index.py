@@ -18,8 +18,8 @@ such vectors the graph's recall falls too (0.37 at ef_search 64): check it on yo
 (docs/retrieval.md).
 
 A folder is written whole, atomically (`staging_folder`): a reader sees the index before an addition or after it,
-never half of one. `GalleryIndex.open(path, mmap=True)` maps the index
-file instead of reading it, so a gallery larger than memory can be searched; a mapped index is read-only.
+never half of one. `GalleryIndex.open(path, mmap=True)` maps the index file instead of reading it, so a gallery
+larger than memory can be searched; a mapped index is read-only.
 
 Torch-free (numpy, faiss): it runs beside the ONNX Runtime / TensorRT runtimes on a machine without PyTorch.
 """
@@ -87,6 +87,23 @@ def check_vectors(vectors: np.ndarray, dim: int | None = None, what: str = "vect
     return vectors
 
 
+def checked_rows(vectors: np.ndarray, paths: Sequence[str | Path], dim: int | None = None,
+                 indexed: Sequence[str] = ()) -> tuple[np.ndarray, list[str]]:
+    """(float32 unit rows, path strings) to index: one path per row, none given twice or already `indexed`;
+    UserError naming what is wrong."""
+    vectors = check_vectors(vectors, dim)
+    paths = [str(p) for p in paths]
+    if len(paths) != len(vectors):
+        raise UserError(f"{len(vectors)} vectors but {len(paths)} paths: expected one path per row")
+    repeated = sorted(set(paths) & set(indexed))
+    if repeated:
+        raise UserError(f"{repeated[0]} is already in the index: each gallery image is indexed once")
+    twice = [p for p, n in Counter(paths).items() if n > 1]
+    if twice:
+        raise UserError(f"the same path is given twice ({twice[0]}): each gallery image is indexed once")
+    return vectors, paths
+
+
 class GalleryIndex:
     """A FAISS index of gallery embeddings with their image paths and the model that made them.
 
@@ -107,12 +124,7 @@ class GalleryIndex:
         `parameters` are the kind's (`hnsw`: m, ef_construction, ef_search; defaults from `hnsw_parameters`)."""
         if kind not in KINDS:
             raise UserError(f"index kind {kind!r}: expected one of {list(KINDS)}")
-        vectors = check_vectors(vectors)
-        paths = [str(p) for p in paths]
-        if len(paths) != len(vectors):
-            raise UserError(f"{len(vectors)} vectors but {len(paths)} paths: expected one path per row")
-        if len(set(paths)) != len(paths):
-            raise UserError("the same path is given twice: each gallery image is indexed once")
+        vectors, paths = checked_rows(vectors, paths)
         params = hnsw_parameters(**parameters) if kind == "hnsw" else {}
         index = _new_faiss_index(kind, vectors, params)
         index.add(vectors)
@@ -149,13 +161,7 @@ class GalleryIndex:
         """Append rows (unit-norm, this index's dimension); a path already indexed is refused."""
         if self.read_only:
             raise UserError("this index was opened memory-mapped (read-only): open it with mmap=False to add to it")
-        vectors = check_vectors(vectors, self.dim)
-        paths = [str(p) for p in paths]
-        if len(paths) != len(vectors):
-            raise UserError(f"{len(vectors)} vectors but {len(paths)} paths: expected one path per row")
-        repeated = sorted(set(paths) & set(self.paths)) or [p for p, n in Counter(paths).items() if n > 1]
-        if repeated:
-            raise UserError(f"{repeated[0]} is already in the index: each gallery image is indexed once")
+        vectors, paths = checked_rows(vectors, paths, self.dim, self.paths)
         self.index.add(vectors)
         self.paths.extend(paths)
         self.metadata["count"] = len(self.paths)

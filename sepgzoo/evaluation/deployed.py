@@ -23,7 +23,9 @@ PRECISIONS = ("fp32", "fp16", "int8", "int8-cpu")
 
 def check_precision(precision: str) -> None:
     """A precision an export can hold: PRECISIONS, or a projected graph `dim<K>` (`export --dim K`)."""
-    if precision not in PRECISIONS and not (precision.startswith("dim") and precision[3:].isdigit()):
+    from sepgzoo.deploy.projection import is_projection_name
+
+    if precision not in PRECISIONS and not is_projection_name(precision):
         raise UserError(f"--precision {precision!r}: expected one of {list(PRECISIONS)} or dim<K> (a projected "
                         "graph of `export --dim K`)")
 
